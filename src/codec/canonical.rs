@@ -49,7 +49,12 @@ fn write_schema(v: &Value, ns: Option<&str>, seen: &mut Vec<String>, out: &mut S
     }
 }
 
-fn write_object(obj: &Map<String, Value>, ns: Option<&str>, seen: &mut Vec<String>, out: &mut String) -> Result<(), String> {
+fn write_object(
+    obj: &Map<String, Value>,
+    ns: Option<&str>,
+    seen: &mut Vec<String>,
+    out: &mut String,
+) -> Result<(), String> {
     let ty = obj.get("type").ok_or("schema object without \"type\"")?;
     let Value::String(ty) = ty else {
         // {"type": {...}} or {"type": [...]}: the object only wraps a schema.

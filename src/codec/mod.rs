@@ -84,7 +84,7 @@ impl Registry {
     /// Builds a registry from `(file name, JSON)` pairs, oldest first. Files
     /// are named `<anything>.v<N>.avsc`.
     pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> Result<Registry, String> {
-        apache_avro::max_allocation_bytes(MAX_AVRO_ALLOCATION);
+        apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
         let mut versions = Vec::new();
         for (file, json) in files {
             let version = version_of(&file).ok_or_else(|| format!("{file}: name is not <name>.v<N>.avsc"))?;

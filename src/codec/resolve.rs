@@ -51,7 +51,10 @@ fn outcome(value: Value) -> Result<Outcome, String> {
                 .into_iter()
                 .map(|item| {
                     let mut c = Fields::of(item, "ChargeCount")?;
-                    Ok(ChargeCount { offence: c.symbol("offence", ChargeOffence::from_symbol)?, count: c.int("count")? })
+                    Ok(ChargeCount {
+                        offence: c.symbol("offence", ChargeOffence::from_symbol)?,
+                        count: c.int("count")?,
+                    })
                 })
                 .collect::<Result<_, String>>()?;
             Outcome::Charge { charges }

@@ -69,7 +69,13 @@ fn fast_codec_agrees_with_apache_avro_both_ways() {
 fn v1_fingerprint_is_pinned() {
     let reg = Registry::builtin();
     assert_eq!(reg.versions()[0].version, 1);
-    assert_eq!(reg.versions()[0].fingerprint, V1_FINGERPRINT, "{:016x} {}", reg.versions()[0].fingerprint, reg.versions()[0].canonical);
+    assert_eq!(
+        reg.versions()[0].fingerprint,
+        V1_FINGERPRINT,
+        "{:016x} {}",
+        reg.versions()[0].fingerprint,
+        reg.versions()[0].canonical
+    );
     assert!(reg.versions()[0].canonical.contains(r#"{"name":"occurred_at","type":"long"}"#));
 }
 
@@ -126,11 +132,9 @@ fn an_older_writer_version_is_resolved_to_the_current_one() {
     let mut v0 = v1.clone();
     let fields = v0["fields"].as_array_mut().unwrap();
     fields.retain(|f| f["name"] != "withdrawn" && f["name"] != "joint_ref");
-    let reg = Registry::from_files([
-        ("e.v0.avsc".to_string(), v0.to_string()),
-        ("e.v1.avsc".to_string(), v1.to_string()),
-    ])
-    .unwrap();
+    let reg =
+        Registry::from_files([("e.v0.avsc".to_string(), v0.to_string()), ("e.v1.avsc".to_string(), v1.to_string())])
+            .unwrap();
     reg.check_compatibility().unwrap();
     let v0s = &reg.versions()[0];
     let mut e = sample(outcomes()[2].clone());
@@ -151,7 +155,8 @@ fn an_incompatible_later_version_is_reported() {
     let v1: serde_json::Value = serde_json::from_str(SCHEMA_FILES[0].1).unwrap();
     let mut v2 = v1.clone();
     v2["fields"].as_array_mut().unwrap().push(serde_json::json!({"name": "required_new", "type": "string"}));
-    let reg = Registry::from_files([("e.v1.avsc".into(), v1.to_string()), ("e.v2.avsc".into(), v2.to_string())]).unwrap();
+    let reg =
+        Registry::from_files([("e.v1.avsc".into(), v1.to_string()), ("e.v2.avsc".into(), v2.to_string())]).unwrap();
     let problems = reg.check_compatibility().unwrap_err();
     assert_eq!(problems.len(), 1);
     assert!(problems[0].starts_with("v2 cannot read v1"), "{}", problems[0]);

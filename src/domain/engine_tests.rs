@@ -218,7 +218,13 @@ fn valid_set() -> impl Strategy<Value = Vec<OutcomeEvent>> {
         .prop_flat_map(|reports| {
             let ids: Vec<_> = reports.into_iter().collect();
             let n = ids.len();
-            (Just(ids), proptest::collection::vec(proptest::collection::vec((0..1000i64, any::<bool>(), 0..40i64, any::<bool>()), 1..4), n))
+            (
+                Just(ids),
+                proptest::collection::vec(
+                    proptest::collection::vec((0..1000i64, any::<bool>(), 0..40i64, any::<bool>()), 1..4),
+                    n,
+                ),
+            )
         })
         .prop_map(|(ids, revisions)| {
             let forces = ["AA", "BB", "CC", "DD"];

@@ -123,14 +123,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::Arrest,
-        Kind::Charge,
-        Kind::Seizure,
-        Kind::LineClosure,
-        Kind::Safeguarding,
-        Kind::Engagement,
-    ];
+    pub const ALL: [Kind; 6] =
+        [Kind::Arrest, Kind::Charge, Kind::Seizure, Kind::LineClosure, Kind::Safeguarding, Kind::Engagement];
 
     /// The word used in identity keys and force exports.
     pub fn as_str(self) -> &'static str {
@@ -219,7 +213,10 @@ impl Outcome {
                 }
                 for (i, c) in charges.iter().enumerate() {
                     if !(1..=MAX_CHARGE_COUNT).contains(&c.count) {
-                        return Err(Invalid::new("charges", format!("count {} for {} is not in 1..=1000", c.count, c.offence)));
+                        return Err(Invalid::new(
+                            "charges",
+                            format!("count {} for {} is not in 1..=1000", c.count, c.offence),
+                        ));
                     }
                     if charges[..i].iter().any(|d| d.offence == c.offence) {
                         return Err(Invalid::new("charges", format!("offence {} is repeated", c.offence)));
@@ -270,8 +267,7 @@ pub fn check_force(force: &str) -> Result<(), Invalid> {
 pub fn check_operation(operation: &str) -> Result<(), Invalid> {
     let ok = (1..=64).contains(&operation.len())
         && operation.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    ok.then_some(())
-        .ok_or_else(|| Invalid::new("operation", format!("{operation:?} is not [A-Za-z0-9._-]{{1,64}}")))
+    ok.then_some(()).ok_or_else(|| Invalid::new("operation", format!("{operation:?} is not [A-Za-z0-9._-]{{1,64}}")))
 }
 
 /// `[A-Za-z0-9._:-]{1,128}`, the form of `event_id` and `joint_ref`.

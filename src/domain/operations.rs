@@ -36,7 +36,10 @@ impl Operations {
     /// R6: `Err` with the reason code and a detail naming the values.
     pub fn check(&self, event: &OutcomeEvent) -> Result<(), (Reason, String)> {
         let Some(op) = self.by_id.get(&event.operation) else {
-            return Err((Reason::UnknownOperation, format!("operation {:?} is not known to this hub", event.operation)));
+            return Err((
+                Reason::UnknownOperation,
+                format!("operation {:?} is not known to this hub", event.operation),
+            ));
         };
         if let Some(forces) = &op.forces {
             if !forces.contains(&event.force) {

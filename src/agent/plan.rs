@@ -1,0 +1,154 @@
+//! Turning accepted export rows into revisions: pseudonymise, compare with the
+//! ledger, and decide what to publish. No Kafka here.
+
+use std::collections::HashMap;
+
+use super::export::{ExportRow, RowError};
+use super::ledger::{Entry, Ledger, LedgerError};
+use super::pseudonym::pseudonymise;
+use crate::codec::{binary, Registry};
+use crate::config::AgentSettings;
+use crate::domain::{Millis, Outcome, OutcomeEvent};
+
+/// What one export file gives, before anything is sent.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub entries: Vec<Entry>,
+    /// `(key, value)` in publication order.
+    pub messages: Vec<(String, Vec<u8>)>,
+    pub published: u64,
+    pub withdrawn: u64,
+    pub unchanged: u64,
+    pub rejected: Vec<RowError>,
+}
+
+/// Canonical bytes of what a revision says, leaving out what changes with
+/// every revision (event id, revision number, reported_at).
+fn content(event: &OutcomeEvent) -> Vec<u8> {
+    let mut e = event.clone();
+    e.event_id.clear();
+    e.revision = 0;
+    e.reported_at = 0;
+    let mut out = Vec::new();
+    binary::encode(&e, &mut out);
+    out
+}
+
+/// Plans one file. `now` stamps `reported_at` on every new revision.
+pub fn plan(
+    settings: &AgentSettings,
+    ledger: &Ledger,
+    file: &str,
+    rows: Vec<ExportRow>,
+    mut rejected: Vec<RowError>,
+    now: Millis,
+) -> Result<Plan, LedgerError> {
+    let registry = Registry::builtin();
+    let mut plan = Plan::default();
+    // A record may appear twice in one file: identical is harmless, differing
+    // means the export itself is inconsistent, so the later row is refused.
+    let mut seen: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
+    for row in rows {
+        let reject = |reason: String| RowError { file: file.to_string(), line: row.line, reason };
+        let Some(secret) = settings.secret_for(&row.operation) else {
+            rejected.push(reject(format!(
+                "operation {:?} is not configured for this agent (add it with its secret to the agent config)",
+                row.operation
+            )));
+            continue;
+        };
+        let mut outcome = row.outcome.clone();
+        if let Outcome::Charge { charges } = &mut outcome {
+            // One order for one meaning: a reordered cell is not a revision.
+            charges.sort_by_key(|c| c.offence);
+        }
+        let joint_ref = match &row.joint_ref {
+            None => None,
+            Some(raw) => match pseudonymise(secret.expose().as_bytes(), outcome.kind(), raw) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    rejected.push(reject(format!("joint_ref: {e}")));
+                    continue;
+                }
+            },
+        };
+        let mut event = OutcomeEvent {
+            event_id: row.record_id.clone(),
+            revision: 1,
+            force: settings.force.clone(),
+            operation: row.operation.clone(),
+            occurred_at: row.occurred_at,
+            reported_at: now,
+            withdrawn: row.withdrawn,
+            joint_ref,
+            outcome,
+        };
+        let body = content(&event);
+        if let Some((first, earlier)) = seen.get(&row.record_id) {
+            if *earlier == body {
+                plan.unchanged += 1;
+            } else {
+                rejected.push(reject(format!("record_id {:?} differs from its row at line {first}", row.record_id)));
+            }
+            continue;
+        }
+        seen.insert(row.record_id.clone(), (row.line, body.clone()));
+
+        // `seen` guarantees one plan entry per record, so the ledger is current.
+        let previous = ledger.get(&row.record_id)?;
+        let identity = event.identity_key();
+        match previous {
+            Some(prev) if prev.content == body => plan.unchanged += 1,
+            Some(prev) if prev.identity == identity => {
+                event.event_id = prev.event_id.clone();
+                event.revision = prev.revision + 1;
+                push(&mut plan, registry, &row.record_id, prev.generation, &event, body);
+            }
+            Some(prev) => {
+                // Operation, kind or joint_ref changed: the contract has the
+                // old report withdrawn and the outcome reported afresh.
+                if !prev.withdrawn {
+                    let mut old = registry.decode(&prev.value).map_err(|e| LedgerError::corrupt(&prev.record_id, e))?;
+                    old.revision += 1;
+                    old.withdrawn = true;
+                    old.reported_at = now;
+                    let value = registry.encode(&old);
+                    plan.messages.push((prev.identity.clone(), value));
+                    plan.published += 1;
+                    plan.withdrawn += 1;
+                }
+                let generation = prev.generation + 1;
+                event.event_id = format!("{}:{generation}", row.record_id);
+                if event.event_id.len() > 128 {
+                    rejected.push(reject(format!(
+                        "record_id {:?} is too long to be re-reported under a new event id",
+                        row.record_id
+                    )));
+                    continue;
+                }
+                push(&mut plan, registry, &row.record_id, generation, &event, body);
+            }
+            None => push(&mut plan, registry, &row.record_id, 1, &event, body),
+        }
+    }
+    plan.rejected = rejected;
+    Ok(plan)
+}
+
+fn push(plan: &mut Plan, registry: &Registry, record_id: &str, generation: i64, event: &OutcomeEvent, body: Vec<u8>) {
+    let value = registry.encode(event);
+    let key = event.identity_key();
+    plan.entries.push(Entry {
+        record_id: record_id.to_string(),
+        event_id: event.event_id.clone(),
+        generation,
+        revision: event.revision,
+        identity: key.clone(),
+        content: body,
+        withdrawn: event.withdrawn,
+        value: value.clone(),
+    });
+    plan.messages.push((key, value));
+    plan.published += 1;
+    plan.withdrawn += u64::from(event.withdrawn);
+}

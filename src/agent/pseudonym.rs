@@ -1,0 +1,128 @@
+//! Turns a force's raw joint reference into the wire `joint_ref` (contract §6), so raw identifiers never leave it.
+//!
+//! Every force's agent must produce the same pseudonym for the same line, action or exhibit, so the
+//! normalisation here is exactly the contract's and nothing more: a "cleverer" rule in one agent would split a
+//! joint outcome into two.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::domain::Kind;
+
+/// How many hex characters of the HMAC the wire keeps (128 bits).
+pub const PSEUDONYM_LEN: usize = 32;
+
+/// The contract's normal form of a raw reference: for a line closure the ASCII digits only, a leading `44`
+/// (the UK country code) replaced by `0`; for every other kind the text without any Unicode white space, in
+/// upper case.
+pub fn normalise(kind: Kind, raw: &str) -> String {
+    match kind {
+        Kind::LineClosure => {
+            let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+            match digits.strip_prefix("44") {
+                Some(rest) => format!("0{rest}"),
+                None => digits,
+            }
+        }
+        _ => raw.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase(),
+    }
+}
+
+/// The wire `joint_ref`: lowercase hex of HMAC-SHA256(secret, kind + ":" + normalised), first 32 characters.
+///
+/// Errors never contain the raw value: it is the sensitive identifier this function exists to hide.
+pub fn pseudonymise(secret: &[u8], kind: Kind, raw: &str) -> Result<String, String> {
+    // An empty secret would make pseudonyms computable by anyone who can guess the raw value.
+    if secret.is_empty() {
+        return Err("the operation's pseudonymisation secret is empty".to_string());
+    }
+    let normalised = normalise(kind, raw);
+    if normalised.is_empty() {
+        let what = if kind == Kind::LineClosure { "no digits" } else { "only white space" };
+        return Err(format!(
+            "joint_ref: a {} value of {} characters has {what}, so it cannot be pseudonymised",
+            kind,
+            raw.chars().count()
+        ));
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|e| format!("HMAC key: {e}"))?;
+    mac.update(kind.as_str().as_bytes());
+    mac.update(b":");
+    mac.update(normalised.as_bytes());
+    let mut hex = hex::encode(mac.finalize().into_bytes());
+    hex.truncate(PSEUDONYM_LEN);
+    Ok(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::check_ref;
+
+    const SECRET: &[u8] = b"demo-secret";
+
+    fn pseudo(kind: Kind, raw: &str) -> String {
+        pseudonymise(SECRET, kind, raw).expect(raw)
+    }
+
+    #[test]
+    fn pinned_vector() {
+        // python3 -c "import hmac,hashlib;print(hmac.new(b'demo-secret',b'line_closure:07700900123',
+        //             hashlib.sha256).hexdigest()[:32])"
+        assert_eq!(pseudo(Kind::LineClosure, "07700 900123"), "32d2e917ef24b637617d8c38eee36b62");
+        // Same tool, b'charge:JA-2023-0141'.
+        assert_eq!(pseudo(Kind::Charge, "ja-2023-0141"), "b4a71fe003e8927ab1b872e092ed18ca");
+    }
+
+    #[test]
+    fn phone_numbers_in_any_layout_meet() {
+        let want = pseudo(Kind::LineClosure, "07700900123");
+        for raw in ["07700 900123", "+44 7700 900123", "447700900123", "(0)7700-900123", "tel: 07700.900.123"] {
+            assert_eq!(normalise(Kind::LineClosure, raw), "07700900123", "{raw}");
+            assert_eq!(pseudo(Kind::LineClosure, raw), want, "{raw}");
+        }
+        // The contract only replaces a leading 44: "+44 (0)7700 900123" keeps its trunk 0 and does NOT meet.
+        assert_eq!(normalise(Kind::LineClosure, "+44 (0)7700 900123"), "007700900123");
+        assert_eq!(normalise(Kind::LineClosure, "4444"), "044");
+        // Only ASCII digits count: other scripts' digits are dropped, not translated.
+        assert_eq!(normalise(Kind::LineClosure, "０7"), "7");
+    }
+
+    #[test]
+    fn other_kinds_drop_white_space_and_upper_case() {
+        assert_eq!(normalise(Kind::Seizure, " ja-2023-0141\t"), "JA-2023-0141");
+        assert_eq!(normalise(Kind::Seizure, "Ja - 2023 -\u{a0}0141"), "JA-2023-0141");
+        assert_eq!(pseudo(Kind::Seizure, "ja-2023-0141"), pseudo(Kind::Seizure, "JA -2023-0141"));
+        // A hyphen is not white space: "JA 2023-0141" is another reference.
+        assert_eq!(normalise(Kind::Seizure, "JA 2023-0141"), "JA2023-0141");
+        assert_ne!(pseudo(Kind::Seizure, "ja-2023-0141"), pseudo(Kind::Seizure, "JA 2023-0141"));
+        // Digits are not special outside line closures.
+        assert_eq!(normalise(Kind::Arrest, "+44 1"), "+441");
+        assert_eq!(normalise(Kind::Arrest, "straße"), "STRASSE");
+    }
+
+    #[test]
+    fn kind_and_secret_separate_pseudonyms() {
+        let as_arrest = pseudo(Kind::Arrest, "X1");
+        assert_ne!(as_arrest, pseudo(Kind::Charge, "X1"));
+        assert_ne!(as_arrest, pseudonymise(b"other", Kind::Arrest, "X1").expect("pseudonym"));
+    }
+
+    #[test]
+    fn output_is_a_valid_wire_joint_ref() {
+        let p = pseudo(Kind::Engagement, "anything at all");
+        assert_eq!(p.len(), PSEUDONYM_LEN);
+        assert!(p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(check_ref("joint_ref", &p).is_ok());
+    }
+
+    #[test]
+    fn empty_normal_forms_are_refused_without_echo() {
+        let e = pseudonymise(SECRET, Kind::LineClosure, "no-digits-here").expect_err("no digits");
+        assert!(e.contains("14 characters") && e.contains("no digits") && !e.contains("here"), "{e}");
+        let e = pseudonymise(SECRET, Kind::Arrest, " \t\n").expect_err("blank");
+        assert!(e.contains("3 characters") && e.contains("white space"), "{e}");
+        assert!(pseudonymise(SECRET, Kind::Arrest, "").is_err());
+        assert!(pseudonymise(b"", Kind::Arrest, "X1").expect_err("no secret").contains("secret is empty"));
+    }
+}

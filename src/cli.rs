@@ -1,0 +1,226 @@
+//! The command line (clap derive) and what each subcommand does.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::codec::Registry;
+use crate::config::{AgentSettings, HubSettings};
+use crate::report::{self, Format};
+use crate::store::{SqliteStore, Store, TotalsReader};
+use crate::telemetry::LogFormat;
+use crate::{agent, kafka, rollup};
+
+/// Exit code when some export rows were rejected (the rest was published).
+pub const EXIT_ROWS_REJECTED: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "jointops", version, about = "Police forces share the outcomes of joint operations.")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "JOINTOPS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// A force's producer agent.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// The hub's rollup: consume, deduplicate, count; runs until SIGINT/SIGTERM.
+    Rollup {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// How far the rollup's store is behind the input topic.
+    Lag {
+        #[arg(long)]
+        config: PathBuf,
+        /// Wait up to this many seconds for the lag to reach zero (exit 1 if it does not).
+        #[arg(long)]
+        wait: Option<u64>,
+    },
+    /// Print an operation's joint totals and per-force view from the store.
+    Report {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        operation: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Schema versions in `schemas/`.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Publish force exports (JSON Lines or CSV): new and changed rows only.
+    Publish {
+        #[arg(long)]
+        config: PathBuf,
+        /// Do not draw a progress bar.
+        #[arg(long)]
+        no_progress: bool,
+        /// Print the summary as JSON (one object per file, with rejected rows).
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Send the last published revision of every record again.
+    Resend {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchemaCommand {
+    /// Check that every schema parses and each version reads all earlier ones;
+    /// print each version's fingerprint.
+    Check {
+        /// Folder of `*.vN.avsc` files; the compiled-in schemas if absent.
+        #[arg(long, default_value = "schemas")]
+        dir: PathBuf,
+    },
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Agent(AgentCommand::Publish { config, no_progress, json, files }) => {
+            let settings = AgentSettings::load(&config)?;
+            let summary = agent::publish_files(&settings, &files, !no_progress).await?;
+            let code =
+                if summary.total().rejected > 0 { ExitCode::from(EXIT_ROWS_REJECTED) } else { ExitCode::SUCCESS };
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+                return Ok(code);
+            }
+            for f in &summary.files {
+                for r in &f.rejections {
+                    eprintln!("{}:{}: rejected: {}", f.file, r.line, r.reason);
+                }
+            }
+            println!("{:<40} {:>10} {:>10} {:>10} {:>10}", "file", "published", "unchanged", "withdrawn", "rejected");
+            for f in summary.files.iter().chain(std::iter::once(&summary.total())) {
+                println!(
+                    "{:<40} {:>10} {:>10} {:>10} {:>10}",
+                    f.file, f.published, f.unchanged, f.withdrawn, f.rejected
+                );
+            }
+            if summary.redelivered > 0 {
+                println!("(also delivered {} messages left from an earlier run)", summary.redelivered);
+            }
+            Ok(code)
+        }
+        Command::Agent(AgentCommand::Resend { config }) => {
+            let settings = AgentSettings::load(&config)?;
+            let n = agent::resend(&settings, true).await?;
+            println!("resent {n} messages");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollup { config } => {
+            let settings = HubSettings::load(&config)?;
+            let store = SqliteStore::open(&settings.store.path)?;
+            rollup::run(&settings, Box::new(store), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lag { config, wait } => lag(&HubSettings::load(&config)?, wait),
+        Command::Report { config, operation, format } => {
+            let settings = HubSettings::load(&config)?;
+            let path = &settings.store.path;
+            anyhow::ensure!(path.exists(), "no store at {}: has the rollup run yet?", path.display());
+            let store = SqliteStore::open_read(path)?;
+            let totals = store.totals(&operation)?.unwrap_or_default();
+            if settings.operations().map_err(anyhow::Error::msg)?.get(&operation).is_none() {
+                eprintln!("warning: operation {operation:?} is not in {}", config.display());
+            }
+            let dead = store.dead_letter_counts()?;
+            match format {
+                Format::Table => print!("{}", report::to_table(&operation, &totals, &dead)),
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&report::to_json(&operation, &totals, &dead))?)
+                }
+                Format::Csv => print!("{}", report::to_csv(&totals)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema(SchemaCommand::Check { dir }) => schema_check(&dir),
+    }
+}
+
+fn schema_check(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let registry = if dir.is_dir() {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "avsc") {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                files.push((path.file_name().unwrap_or_default().to_string_lossy().into_owned(), text));
+            }
+        }
+        Registry::from_files(files).map_err(anyhow::Error::msg)?
+    } else {
+        eprintln!("{} is not a folder: checking the schemas compiled into this binary", dir.display());
+        Registry::from_files(crate::codec::SCHEMA_FILES.iter().map(|(f, j)| (f.to_string(), j.to_string())))
+            .map_err(anyhow::Error::msg)?
+    };
+    for v in registry.versions() {
+        let wire: String = v.fingerprint.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        println!("v{}  {}  CRC-64-AVRO {:016x} (header bytes {wire})", v.version, v.file, v.fingerprint);
+    }
+    match registry.check_compatibility() {
+        Ok(()) => {
+            println!("ok: {} version(s), each reads every earlier one", registry.versions().len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for p in problems {
+                eprintln!("incompatible: {p}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn lag(settings: &HubSettings, wait: Option<u64>) -> anyhow::Result<ExitCode> {
+    let k = &settings.kafka;
+    let consumer: rdkafka::consumer::BaseConsumer = kafka::client_config(&k.bootstrap, &[], &k.librdkafka).create()?;
+    let deadline = Instant::now() + Duration::from_secs(wait.unwrap_or(0));
+    loop {
+        let high = kafka::high_watermarks(&consumer, &k.topic)?;
+        let stored = if settings.store.path.exists() {
+            SqliteStore::open_read(&settings.store.path)?.offsets(&k.topic)?
+        } else {
+            Default::default()
+        };
+        let behind: i64 = high.iter().map(|(p, h)| (h - stored.get(p).copied().unwrap_or(0)).max(0)).sum();
+        if behind == 0 || Instant::now() >= deadline {
+            for (p, h) in &high {
+                let s = stored.get(p).copied().unwrap_or(0);
+                println!("{}/{p}: end {h}, stored {s}, lag {}", k.topic, (h - s).max(0));
+            }
+            println!("total lag {behind}");
+            return Ok(if behind == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("Shutdown requested.");
+}

@@ -1,0 +1,135 @@
+//! Totals → table / JSON / CSV, with the contract's names (§5).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::{json, Map, Value};
+
+use crate::domain::{OperationTotals, Totals};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+fn totals_json(t: &Totals) -> Value {
+    Value::Object(t.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>())
+}
+
+/// `{"operation", "totals", "forces", "dead_letters"}`.
+pub fn to_json(operation: &str, t: &OperationTotals, dead_letters: &BTreeMap<String, i64>) -> Value {
+    json!({
+        "operation": operation,
+        "totals": totals_json(&t.joint),
+        "forces": t.forces.iter().map(|(f, r)| (f.clone(), totals_json(r))).collect::<Map<_, _>>(),
+        "dead_letters": dead_letters,
+    })
+}
+
+/// One row per total, one column for the joint figure and one per force.
+pub fn to_csv(t: &OperationTotals) -> String {
+    let mut out = String::from("total,joint");
+    for f in t.forces.keys() {
+        write!(out, ",{f}").expect("string write");
+    }
+    out.push('\n');
+    for name in Totals::NAMES {
+        write!(out, "{name},{}", t.joint.get(name).unwrap_or_default()).expect("string write");
+        for row in t.forces.values() {
+            write!(out, ",{}", row.get(name).unwrap_or_default()).expect("string write");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn to_table(operation: &str, t: &OperationTotals, dead_letters: &BTreeMap<String, i64>) -> String {
+    let mut header = vec!["total".to_string(), "JOINT".to_string()];
+    header.extend(t.forces.keys().cloned());
+    let mut rows = vec![header];
+    for name in Totals::NAMES {
+        let mut row = vec![name.to_string(), group_digits(t.joint.get(name).unwrap_or_default())];
+        row.extend(t.forces.values().map(|r| group_digits(r.get(name).unwrap_or_default())));
+        rows.push(row);
+    }
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = format!("Operation {operation}: joint totals and per-force view (a force is credited with every outcome it took part in)\n\n");
+    for (i, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            if c == 0 {
+                write!(out, "{cell:<w$}", w = widths[c]).expect("string write");
+            } else {
+                write!(out, "  {cell:>w$}", w = widths[c]).expect("string write");
+            }
+        }
+        out.push('\n');
+        if i == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+            out.push('\n');
+        }
+    }
+    out.push_str("\nDead-lettered records (whole hub):");
+    if dead_letters.is_empty() {
+        out.push_str(" none\n");
+    } else {
+        out.push('\n');
+        for (reason, n) in dead_letters {
+            writeln!(out, "  {reason:<24} {n}").expect("string write");
+        }
+    }
+    out
+}
+
+/// 21456800 → "21,456,800": figures meant for people.
+fn group_digits(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> OperationTotals {
+        let mut t = OperationTotals::default();
+        t.joint.cash_pence = 21_456_800;
+        t.forces.insert("KENT".into(), Totals { cash_pence: 100, ..Totals::default() });
+        t
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let v = to_json("OP", &sample(), &BTreeMap::from([("invalid".to_string(), 2)]));
+        assert_eq!(v["operation"], "OP");
+        assert_eq!(v["totals"]["cash_pence"], 21_456_800);
+        assert_eq!(v["totals"].as_object().unwrap().len(), 21);
+        assert_eq!(v["forces"]["KENT"]["cash_pence"], 100);
+        assert_eq!(v["dead_letters"]["invalid"], 2);
+    }
+
+    #[test]
+    fn csv_and_table_carry_every_total() {
+        let csv = to_csv(&sample());
+        assert!(csv.starts_with("total,joint,KENT\n"));
+        assert!(csv.contains("\ncash_pence,21456800,100\n"));
+        assert_eq!(csv.lines().count(), 22);
+        let table = to_table("OP", &sample(), &BTreeMap::new());
+        assert!(table.contains("21,456,800"));
+        assert_eq!(group_digits(-1234), "-1,234");
+        assert_eq!(group_digits(999), "999");
+    }
+}

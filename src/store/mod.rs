@@ -1,0 +1,68 @@
+//! The rollup's persistent state behind a narrow trait: reports, totals,
+//! dead-letter records and consumed offsets, written together in one
+//! transaction per batch. SQLite by default; a shared PostgreSQL store can
+//! implement the same trait.
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+pub use sqlite::SqliteStore;
+
+use crate::domain::{OperationTotals, OutcomeEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("store {path}: report {force}/{event_id} cannot be read back: {detail}")]
+    Corrupt { path: String, force: String, event_id: String, detail: String },
+    #[error("cannot create the store's folder {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// A record sent to the dead-letter topic, as the hub remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub reason: String,
+    pub detail: String,
+    pub force: Option<String>,
+    pub event_id: Option<String>,
+}
+
+/// Everything one batch changes, committed atomically.
+#[derive(Default, Debug)]
+pub struct Batch {
+    /// Reports whose state changed: the event and its single-object encoding.
+    pub reports: Vec<(OutcomeEvent, Vec<u8>)>,
+    /// The full totals of every operation the batch touched.
+    pub totals: Vec<(String, OperationTotals)>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// `(topic, partition, next offset to read)`.
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.reports.is_empty() && self.totals.is_empty() && self.dead_letters.is_empty() && self.offsets.is_empty()
+    }
+}
+
+/// What the rollup needs from a store.
+pub trait Store {
+    /// The encoded current state of every report, to rebuild the engine.
+    fn reports(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError>;
+    /// The next offset to read for each partition of `topic`.
+    fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError>;
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+}
+
+/// What readers (report, API) need from a store.
+pub trait TotalsReader {
+    fn totals(&self, operation: &str) -> Result<Option<OperationTotals>, StoreError>;
+    /// Dead-lettered records of the whole hub, by reason code.
+    fn dead_letter_counts(&self) -> Result<BTreeMap<String, i64>, StoreError>;
+}

@@ -1,0 +1,255 @@
+//! SQLite implementation of the store (WAL, so readers never block the rollup).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Batch, Store, StoreError, TotalsReader};
+use crate::domain::{OperationTotals, Totals};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS reports (
+    force     TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    revision  INTEGER NOT NULL,
+    operation TEXT NOT NULL,
+    identity  TEXT NOT NULL,
+    value     BLOB NOT NULL,          -- single-object encoded current state
+    PRIMARY KEY (force, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS totals (
+    operation TEXT NOT NULL,
+    scope     TEXT NOT NULL,          -- '' for the joint totals, else a force code
+    name      TEXT NOT NULL,
+    value     INTEGER NOT NULL,
+    PRIMARY KEY (operation, scope, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    topic      TEXT NOT NULL,
+    partition  INTEGER NOT NULL,
+    offset     INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    force      TEXT,
+    event_id   TEXT,
+    PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS offsets (
+    topic     TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next      INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+";
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store for the rollup.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
+        }
+        let s = Self::connect(path)?;
+        s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
+        Ok(s)
+    }
+
+    /// Opens an existing store to read, while a rollup may be writing it.
+    pub fn open_read(path: &Path) -> Result<Self, StoreError> {
+        Self::connect(path)
+    }
+
+    fn connect(path: &Path) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite { path: shown.clone(), source })?;
+        let s = SqliteStore { conn, path: shown };
+        // NORMAL is durable across process crashes in WAL mode; only a power
+        // loss may undo the last transactions, which the topic replays.
+        s.conn
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;")
+            .map_err(|e| s.err(e))?;
+        Ok(s)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Dead-letter records, newest last.
+    pub fn dead_letters(&self) -> Result<Vec<super::DeadLetter>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT topic, partition, offset, reason, detail, force, event_id FROM dead_letters ORDER BY topic, partition, offset")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(super::DeadLetter {
+                    topic: r.get(0)?,
+                    partition: r.get(1)?,
+                    offset: r.get(2)?,
+                    reason: r.get(3)?,
+                    detail: r.get(4)?,
+                    force: r.get(5)?,
+                    event_id: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+impl Store for SqliteStore {
+    fn reports(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        let mut st = self.conn.prepare("SELECT force, event_id, value FROM reports").map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
+        let mut st =
+            self.conn.prepare("SELECT partition, next FROM offsets WHERE topic = ?1").map_err(|e| self.err(e))?;
+        let rows = st.query_map([topic], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO reports (force, event_id, revision, operation, identity, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (force, event_id) DO UPDATE SET revision = excluded.revision, value = excluded.value",
+                )
+                .map_err(err)?;
+            for (e, value) in &batch.reports {
+                put.execute(params![e.force, e.event_id, e.revision, e.operation, e.identity_key(), value])
+                    .map_err(err)?;
+            }
+            let mut clear = tx.prepare_cached("DELETE FROM totals WHERE operation = ?1").map_err(err)?;
+            let mut total = tx
+                .prepare_cached("INSERT INTO totals (operation, scope, name, value) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(err)?;
+            for (op, t) in &batch.totals {
+                clear.execute([op]).map_err(err)?;
+                for (scope, row) in std::iter::once(("", &t.joint)).chain(t.forces.iter().map(|(f, r)| (f.as_str(), r)))
+                {
+                    for (name, value) in row.iter() {
+                        total.execute(params![op, scope, name, value]).map_err(err)?;
+                    }
+                }
+            }
+            let mut dl = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO dead_letters (topic, partition, offset, reason, detail, force, event_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err)?;
+            for d in &batch.dead_letters {
+                dl.execute(params![d.topic, d.partition, d.offset, d.reason, d.detail, d.force, d.event_id])
+                    .map_err(err)?;
+            }
+            let mut off = tx
+                .prepare_cached(
+                    "INSERT INTO offsets (topic, partition, next) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (topic, partition) DO UPDATE SET next = excluded.next",
+                )
+                .map_err(err)?;
+            for (topic, partition, next) in &batch.offsets {
+                off.execute(params![topic, partition, next]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+impl TotalsReader for SqliteStore {
+    fn totals(&self, operation: &str) -> Result<Option<OperationTotals>, StoreError> {
+        let mut st =
+            self.conn.prepare("SELECT scope, name, value FROM totals WHERE operation = ?1").map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([operation], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = OperationTotals::default();
+        let mut any = false;
+        for row in rows {
+            let (scope, name, value) = row.map_err(|e| self.err(e))?;
+            any = true;
+            let target =
+                if scope.is_empty() { &mut out.joint } else { out.forces.entry(scope).or_insert_with(Totals::default) };
+            if let Some(slot) = target.get_mut(&name) {
+                *slot = value;
+            }
+        }
+        Ok(any.then_some(out))
+    }
+
+    fn dead_letter_counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let mut st =
+            self.conn.prepare("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason").map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+impl SqliteStore {
+    /// Whether the store has ever been written by a rollup.
+    pub fn is_initialised(&self) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT 1 FROM sqlite_master WHERE name = 'offsets'", [], |_| Ok(()))
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DeadLetter;
+
+    #[test]
+    fn a_batch_commits_totals_offsets_and_dead_letters_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(&dir.path().join("x/s.sqlite")).unwrap();
+        let mut t = OperationTotals::default();
+        t.joint.arrests = 3;
+        t.forces.insert("MPS".into(), Totals { arrests: 2, ..Totals::default() });
+        let dl = DeadLetter {
+            topic: "t".into(),
+            partition: 1,
+            offset: 9,
+            reason: "invalid".into(),
+            detail: "d".into(),
+            force: None,
+            event_id: None,
+        };
+        let batch = Batch {
+            totals: vec![("OP".into(), t.clone())],
+            dead_letters: vec![dl.clone(), dl],
+            offsets: vec![("t".into(), 1, 10)],
+            ..Batch::default()
+        };
+        s.commit(&batch).unwrap();
+        let r = SqliteStore::open_read(&dir.path().join("x/s.sqlite")).unwrap();
+        assert_eq!(r.totals("OP").unwrap(), Some(t));
+        assert_eq!(r.totals("NONE").unwrap(), None);
+        assert_eq!(r.offsets("t").unwrap(), BTreeMap::from([(1, 10)]));
+        assert_eq!(
+            r.dead_letter_counts().unwrap(),
+            BTreeMap::from([("invalid".to_string(), 1)]),
+            "redelivery is stored once"
+        );
+    }
+}
