@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 use crate::codec::Registry;
 use crate::config::{AgentSettings, HubSettings};
 use crate::report::{self, Format};
-use crate::store::{SqliteStore, Store, TotalsReader};
+use crate::store::{SqliteStore, TotalsReader};
 use crate::telemetry::LogFormat;
-use crate::{agent, kafka, rollup};
+use crate::{agent, rollup};
 
 /// Exit code when some export rows were rejected (the rest was published).
 pub const EXIT_ROWS_REJECTED: u8 = 2;
@@ -191,21 +191,20 @@ fn schema_check(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn lag(settings: &HubSettings, wait: Option<u64>) -> anyhow::Result<ExitCode> {
-    let k = &settings.kafka;
-    let consumer: rdkafka::consumer::BaseConsumer = kafka::client_config(&k.bootstrap, &[], &k.librdkafka).create()?;
     let deadline = Instant::now() + Duration::from_secs(wait.unwrap_or(0));
     loop {
-        let high = kafka::high_watermarks(&consumer, &k.topic)?;
-        let stored = if settings.store.path.exists() {
-            SqliteStore::open_read(&settings.store.path)?.offsets(&k.topic)?
-        } else {
-            Default::default()
-        };
-        let behind: i64 = high.iter().map(|(p, h)| (h - stored.get(p).copied().unwrap_or(0)).max(0)).sum();
+        let lag = rollup::lag(settings)?;
+        let behind = lag.total();
         if behind == 0 || Instant::now() >= deadline {
-            for (p, h) in &high {
-                let s = stored.get(p).copied().unwrap_or(0);
-                println!("{}/{p}: end {h}, stored {s}, lag {}", k.topic, (h - s).max(0));
+            for p in &lag.partitions {
+                println!(
+                    "{}/{}: end {}, stored {}, lag {}",
+                    settings.kafka.topic,
+                    p.partition,
+                    p.end,
+                    p.stored,
+                    p.lag()
+                );
             }
             println!("total lag {behind}");
             return Ok(if behind == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });

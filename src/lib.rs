@@ -14,6 +14,8 @@
 //! - [`store`]: the narrow store trait and its SQLite implementation.
 //! - [`report`]: totals → table / JSON / CSV.
 //! - [`kafka`]: shared rdkafka client settings, topic creation and lag.
+//! - [`loadgen`]: a deterministic synthetic event stream for benchmarks and
+//!   crash tests (pure).
 //! - [`config`]: the `Settings` trees of the hub and the agent, loaded and
 //!   validated once at start-up.
 //! - [`cli`], [`telemetry`]: command line and logging; `main.rs` only wires.
@@ -24,6 +26,7 @@ pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod kafka;
+pub mod loadgen;
 pub mod report;
 pub mod rollup;
 pub mod store;

@@ -152,3 +152,93 @@ fn push(plan: &mut Plan, registry: &Registry, record_id: &str, generation: i64, 
     plan.published += 1;
     plan.withdrawn += u64::from(event.withdrawn);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AgentKafka, AgentOperation, Secret};
+    use crate::domain::ArrestOffence;
+
+    fn settings(dir: &std::path::Path) -> AgentSettings {
+        AgentSettings {
+            force: "MPS".into(),
+            state_dir: dir.to_path_buf(),
+            kafka: AgentKafka { bootstrap: String::new(), topic: String::new(), librdkafka: Default::default() },
+            operations: [("op".to_string(), AgentOperation { id: "OP".into(), secret: Some(Secret::new("s")) })].into(),
+        }
+    }
+
+    fn row(line: u64, id: &str, joint: Option<&str>, group: ArrestOffence, withdrawn: bool) -> ExportRow {
+        ExportRow {
+            line,
+            record_id: id.into(),
+            operation: "OP".into(),
+            occurred_at: 1_696_900_000_000,
+            joint_ref: joint.map(str::to_string),
+            withdrawn,
+            outcome: Outcome::Arrest { offence_group: group },
+        }
+    }
+
+    /// Plans `rows` and records the plan, as a publish run would.
+    fn run(s: &AgentSettings, ledger: &mut Ledger, rows: Vec<ExportRow>, now: Millis) -> (Plan, Vec<OutcomeEvent>) {
+        let p = plan(s, ledger, "f.csv", rows, vec![], now).unwrap();
+        ledger.record(&p.entries, &p.messages).unwrap();
+        let seqs: Vec<i64> = ledger.pending().unwrap().iter().map(|m| m.seq).collect();
+        ledger.acknowledge(&seqs).unwrap();
+        let events = p.messages.iter().map(|(_, v)| Registry::builtin().decode(v).unwrap()).collect();
+        (p, events)
+    }
+
+    #[test]
+    fn unchanged_rows_publish_nothing_and_changed_rows_the_next_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], 1000);
+        assert_eq!((p.published, ev[0].revision, ev[0].reported_at), (1, 1, 1000));
+        let (p, _) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], 2000);
+        assert_eq!((p.published, p.unchanged), (0, 1));
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, false)], 3000);
+        assert_eq!((p.published, ev[0].revision, ev[0].event_id.as_str()), (1, 2, "a"));
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, true)], 4000);
+        assert_eq!((p.published, p.withdrawn, ev[0].revision, ev[0].withdrawn), (1, 1, 3, true));
+    }
+
+    #[test]
+    fn an_identity_change_withdraws_the_old_report_and_starts_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], 1000);
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Other, false)], 2000);
+        assert_eq!((p.published, p.withdrawn), (2, 1));
+        assert_eq!((ev[0].event_id.as_str(), ev[0].revision, ev[0].withdrawn), ("a", 2, true));
+        assert_eq!((ev[1].event_id.as_str(), ev[1].revision, ev[1].withdrawn), ("a:2", 1, false));
+        assert_eq!(p.messages[0].0, "OP/MPS/a", "the withdrawal goes under the old key");
+        assert!(p.messages[1].0.starts_with("OP/arrest/"), "{}", p.messages[1].0);
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Weapons, false)], 3000);
+        assert_eq!((p.published, ev[0].event_id.as_str(), ev[0].revision), (1, "a:2", 2));
+    }
+
+    #[test]
+    fn repeated_rows_in_one_file_and_unknown_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(dir.path());
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let mut other = row(5, "c", None, ArrestOffence::Other, false);
+        other.operation = "ELSEWHERE".into();
+        let rows = vec![
+            row(2, "a", None, ArrestOffence::Other, false),
+            row(3, "a", None, ArrestOffence::Other, false),
+            row(4, "a", None, ArrestOffence::Weapons, false),
+            other,
+        ];
+        let (p, _) = run(&s, &mut ledger, rows, 1000);
+        assert_eq!((p.published, p.unchanged), (1, 1));
+        let lines: Vec<u64> = p.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [4, 5]);
+        assert!(p.rejected[0].reason.contains("line 2"), "{}", p.rejected[0].reason);
+        assert!(p.rejected[1].reason.contains("not configured"), "{}", p.rejected[1].reason);
+    }
+}

@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use super::export::{read_export, RowError};
-use super::ledger::Ledger;
+use super::ledger::{Ledger, Outgoing};
 use super::plan::plan;
 use crate::config::AgentSettings;
 use crate::kafka;
@@ -107,6 +107,13 @@ pub async fn resend(settings: &AgentSettings, progress: bool) -> anyhow::Result<
     deliver(&producer, &settings.kafka.topic, &mut ledger, progress).await
 }
 
+async fn send_one(producer: &FutureProducer, topic: &str, m: &Outgoing, bar: &ProgressBar) -> Result<i64, String> {
+    let record = FutureRecord::to(topic).key(m.key.as_str()).payload(m.value.as_slice());
+    let r = producer.send(record, Duration::from_secs(300)).await;
+    bar.inc(1);
+    r.map(|_| m.seq).map_err(|(e, _)| e.to_string())
+}
+
 /// Sends the whole outbox; acknowledged messages leave it. Fails if any
 /// message was not acknowledged (it stays for the next run).
 async fn deliver(producer: &FutureProducer, topic: &str, ledger: &mut Ledger, progress: bool) -> anyhow::Result<u64> {
@@ -122,19 +129,12 @@ async fn deliver(producer: &FutureProducer, topic: &str, ledger: &mut Ledger, pr
     } else {
         ProgressBar::hidden()
     };
-    let results: Vec<Result<i64, String>> = stream::iter(&pending)
-        .map(|m| {
-            let bar = &bar;
-            async move {
-                let record = FutureRecord::to(topic).key(m.key.as_str()).payload(m.value.as_slice());
-                let r = producer.send(record, Duration::from_secs(300)).await;
-                bar.inc(1);
-                r.map(|_| m.seq).map_err(|(e, _)| e.to_string())
-            }
-        })
-        .buffer_unordered(10_000)
-        .collect()
-        .await;
+    let mut results: Vec<Result<i64, String>> = Vec::with_capacity(pending.len());
+    // In chunks, so that a huge outbox never holds a future per message.
+    for chunk in pending.chunks(10_000) {
+        let sends: FuturesUnordered<_> = chunk.iter().map(|m| send_one(producer, topic, m, &bar)).collect();
+        results.extend(sends.collect::<Vec<_>>().await);
+    }
     bar.finish_and_clear();
     let acked: Vec<i64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
     ledger.acknowledge(&acked)?;

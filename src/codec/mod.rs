@@ -143,11 +143,12 @@ impl Registry {
         if value.is_empty() {
             return Err(DecodeError::Empty);
         }
+        // The marker first: "not single-object encoded" says more than "short".
+        if value.len() >= 2 && value[..2] != MAGIC {
+            return Err(DecodeError::BadMagic(value[0], value[1]));
+        }
         if value.len() < HEADER_LEN {
             return Err(DecodeError::Short(value.len()));
-        }
-        if value[..2] != MAGIC {
-            return Err(DecodeError::BadMagic(value[0], value[1]));
         }
         let fingerprint = u64::from_le_bytes(value[2..HEADER_LEN].try_into().expect("8 bytes"));
         let datum = &value[HEADER_LEN..];

@@ -1,7 +1,7 @@
 //! Dead-letter records: the original key, value and headers, plus the
 //! contract's `jointops-*` headers naming the reason and the source.
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{FuturesUnordered, TryStreamExt};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -43,23 +43,23 @@ fn headers(d: &DeadLetter, o: &Original) -> OwnedHeaders {
     h
 }
 
-/// Sends every dead letter and waits until Kafka has them all.
+async fn send_one(producer: &FutureProducer, topic: &str, d: &DeadLetter, o: &Original) -> anyhow::Result<()> {
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers(d, o));
+    if let Some(k) = &o.key {
+        record = record.key(k.as_slice());
+    }
+    if let Some(v) = &o.value {
+        record = record.payload(v.as_slice());
+    }
+    producer.send(record, std::time::Duration::from_secs(60)).await.map(|_| ()).map_err(|(e, _)| {
+        anyhow::anyhow!("dead letter for {}/{}/{} not acknowledged: {e}", d.topic, d.partition, d.offset)
+    })
+}
+
+/// Sends every dead letter (a batch's worth at most) and waits until Kafka
+/// has them all.
 pub async fn send_all(producer: &FutureProducer, topic: &str, dead: &[(DeadLetter, Original)]) -> anyhow::Result<()> {
-    stream::iter(dead)
-        .map(|(d, o)| async move {
-            let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers(d, o));
-            if let Some(k) = &o.key {
-                record = record.key(k.as_slice());
-            }
-            if let Some(v) = &o.value {
-                record = record.payload(v.as_slice());
-            }
-            producer.send(record, std::time::Duration::from_secs(60)).await.map_err(|(e, _)| {
-                anyhow::anyhow!("dead letter for {}/{}/{} not acknowledged: {e}", d.topic, d.partition, d.offset)
-            })
-        })
-        .buffer_unordered(1000)
-        .try_collect::<Vec<_>>()
-        .await?;
+    let sends: FuturesUnordered<_> = dead.iter().map(|(d, o)| send_one(producer, topic, d, o)).collect();
+    sends.try_collect::<Vec<()>>().await?;
     Ok(())
 }

@@ -227,3 +227,46 @@ async fn flush(
     }
     Ok(())
 }
+
+/// One partition's position: the topic's end against the store's next offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub partition: i32,
+    pub end: i64,
+    pub stored: i64,
+}
+
+impl PartitionLag {
+    pub fn lag(&self) -> i64 {
+        (self.end - self.stored).max(0)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lag {
+    pub partitions: Vec<PartitionLag>,
+}
+
+impl Lag {
+    pub fn total(&self) -> i64 {
+        self.partitions.iter().map(PartitionLag::lag).sum()
+    }
+}
+
+/// How far the store is behind the input topic (zero: everything written to
+/// the topic so far is counted or dead-lettered).
+pub fn lag(settings: &HubSettings) -> anyhow::Result<Lag> {
+    let k = &settings.kafka;
+    let consumer: BaseConsumer = kafka::client_config(&k.bootstrap, &[], &k.librdkafka).create()?;
+    let high = kafka::high_watermarks(&consumer, &k.topic)?;
+    let stored = if settings.store.path.exists() {
+        crate::store::SqliteStore::open_read(&settings.store.path)?.offsets(&k.topic)?
+    } else {
+        BTreeMap::new()
+    };
+    let partitions = high
+        .into_iter()
+        .map(|(partition, end)| PartitionLag { partition, end, stored: stored.get(&partition).copied().unwrap_or(0) })
+        .collect();
+    Ok(Lag { partitions })
+}

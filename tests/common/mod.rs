@@ -1,0 +1,192 @@
+//! Shared fixtures for the integration tests: the real local Kafka broker
+//! (never a stand-in: without it the tests fail, loudly), unique topics, and
+//! an in-process rollup that can be stopped and restarted.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use jointops::config::{AgentKafka, AgentOperation, AgentSettings, HubKafka, HubSettings, OperationSettings, Secret};
+use jointops::domain::{OperationTotals, OutcomeEvent};
+use jointops::store::{SqliteStore, TotalsReader};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub fn bootstrap() -> String {
+    std::env::var("JOINTOPS_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Panics with instructions when no broker answers: a test that needs Kafka
+/// must never pass without it.
+pub fn require_broker() -> String {
+    let b = bootstrap();
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &b).create().expect("client");
+    if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
+        panic!(
+            "No Kafka broker answers at {b} ({e}). These tests need the real local broker: \
+             run tests/run.sh, or deploy/local/kafka.sh start first (set JOINTOPS_TEST_BOOTSTRAP for another address)."
+        );
+    }
+    b
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
+    let topic = unique("test.outcomes");
+    HubSettings {
+        kafka: HubKafka {
+            bootstrap: require_broker(),
+            dlq_topic: format!("{topic}.dlq"),
+            topic,
+            group: unique("test-rollup"),
+            partitions: 6,
+            librdkafka: BTreeMap::new(),
+        },
+        store: jointops::config::StoreSettings { path: dir.join("hub.sqlite") },
+        rollup: jointops::config::RollupSettings { batch_size: 2000, batch_ms: 50 },
+        operations,
+    }
+}
+
+pub fn operation(id: &str, starts: &str, ends: &str, forces: Option<&[&str]>) -> OperationSettings {
+    OperationSettings {
+        id: id.into(),
+        name: id.into(),
+        starts: starts.into(),
+        ends: ends.into(),
+        forces: forces.map(|f| f.iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&str, &str)]) -> AgentSettings {
+    AgentSettings {
+        force: force.into(),
+        state_dir,
+        kafka: AgentKafka {
+            bootstrap: hub.kafka.bootstrap.clone(),
+            topic: hub.kafka.topic.clone(),
+            librdkafka: BTreeMap::new(),
+        },
+        operations: secrets
+            .iter()
+            .map(|(id, s)| {
+                (
+                    id.to_lowercase().replace('-', "_"),
+                    AgentOperation { id: id.to_string(), secret: Some(Secret::new(*s)) },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A rollup running in this process until `stop`.
+pub struct RunningRollup {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<jointops::rollup::Stats>>,
+}
+
+impl RunningRollup {
+    pub async fn start(settings: &HubSettings) -> RunningRollup {
+        let store = SqliteStore::open(&settings.store.path).expect("store");
+        let (tx, rx) = oneshot::channel::<()>();
+        let s = settings.clone();
+        let task = tokio::spawn(async move {
+            jointops::rollup::run(&s, Box::new(store), async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        RunningRollup { stop: Some(tx), task }
+    }
+
+    pub async fn stop(mut self) -> jointops::rollup::Stats {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.expect("rollup task").expect("rollup ran cleanly")
+    }
+}
+
+/// Waits until the store has consumed everything in the topic.
+pub async fn wait_caught_up(settings: &HubSettings, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = settings.clone();
+        let lag = tokio::task::spawn_blocking(move || jointops::rollup::lag(&s)).await.unwrap();
+        match lag {
+            Ok(l) if l.total() == 0 && !l.partitions.is_empty() => return,
+            other => {
+                assert!(Instant::now() < deadline, "rollup did not catch up within {within:?}: {other:?}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn totals(settings: &HubSettings, operation: &str) -> OperationTotals {
+    let store = SqliteStore::open_read(&settings.store.path).unwrap();
+    store.totals(operation).unwrap().unwrap_or_default()
+}
+
+pub fn dead_letters(settings: &HubSettings) -> BTreeMap<String, i64> {
+    SqliteStore::open_read(&settings.store.path).unwrap().dead_letter_counts().unwrap()
+}
+
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// `(key, value, partition)` of a record sent as is.
+pub type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>, Option<i32>);
+
+/// Sends raw records and waits for each acknowledgement.
+pub async fn send_raw(p: &FutureProducer, topic: &str, records: &[RawRecord]) {
+    let sends = records.iter().map(|(k, v, partition)| {
+        let mut r = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(k) = k {
+            r = r.key(k.as_slice());
+        }
+        if let Some(v) = v {
+            r = r.payload(v.as_slice());
+        }
+        if let Some(p) = partition {
+            r = r.partition(*p);
+        }
+        p.send(r, Duration::from_secs(30))
+    });
+    for result in futures::future::join_all(sends).await {
+        result.map_err(|(e, _)| e).expect("acknowledged");
+    }
+}
+
+/// Encodes events as the agent would and sends them under their identity keys.
+pub async fn send_events(p: &FutureProducer, topic: &str, events: &[OutcomeEvent]) {
+    let registry = jointops::codec::Registry::builtin();
+    for chunk in events.chunks(20_000) {
+        let records: Vec<_> =
+            chunk.iter().map(|e| (Some(e.identity_key().into_bytes()), Some(registry.encode(e)), None)).collect();
+        send_raw(p, topic, &records).await;
+    }
+}
+
+/// Creates the hub's topics up front (tests that produce before the rollup starts).
+pub async fn create_topics(settings: &HubSettings) {
+    let k = &settings.kafka;
+    let config = jointops::kafka::client_config(&k.bootstrap, &[], &k.librdkafka);
+    jointops::kafka::ensure_topics(&config, &[&k.topic, &k.dlq_topic], k.partitions).await.expect("topics");
+}

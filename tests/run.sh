@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, unit/property tests, and the
+# integration tests against a real local Kafka broker (started here if none
+# is running, and stopped again afterwards).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export KAFKA_PORT="${KAFKA_PORT:-9092}"
+export JOINTOPS_TEST_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+step() { printf '\n== %s\n' "$*"; }
+
+step "Toolchain"
+command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs)" >&2; exit 1; }
+if command -v rustup >/dev/null; then
+    rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+    rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+fi
+# librdkafka is built from source by rdkafka-sys: it needs cmake and a C/C++ compiler.
+if ! command -v cmake >/dev/null || ! command -v c++ >/dev/null || ! command -v python3 >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq cmake g++ python3 python3-venv >/dev/null
+fi
+cargo --version
+
+step "Python with fastavro (the independent Avro implementation of the interop test)"
+if ! .venv/bin/python -c 'import fastavro' 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check 'fastavro==1.13.1'
+fi
+export JOINTOPS_TEST_PYTHON="$repo/.venv/bin/python"
+
+step "Kafka broker on $JOINTOPS_TEST_BOOTSTRAP"
+started_broker=0
+if ! deploy/local/kafka.sh status >/dev/null 2>&1; then
+    deploy/local/kafka.sh start
+    started_broker=1
+fi
+stop_broker() { if [[ $started_broker == 1 ]]; then deploy/local/kafka.sh stop; fi; }
+trap stop_broker EXIT
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --quiet --all-targets -- -D warnings
+
+step "cargo test"
+cargo test
+
+step "jointops schema check"
+cargo run --quiet -- schema check --dir schemas
