@@ -34,11 +34,13 @@ pub enum Command {
     Agent(AgentCommand),
     /// The hub's rollup: consume, deduplicate, count; runs until SIGINT/SIGTERM.
     Rollup {
+        /// Config file (TOML); any value can be overridden by JOINTOPS__SECTION__KEY.
         #[arg(long)]
         config: PathBuf,
     },
     /// How far the rollup's store is behind the input topic.
     Lag {
+        /// Config file (TOML); any value can be overridden by JOINTOPS__SECTION__KEY.
         #[arg(long)]
         config: PathBuf,
         /// Wait up to this many seconds for the lag to reach zero (exit 1 if it does not).
@@ -47,8 +49,10 @@ pub enum Command {
     },
     /// Print an operation's joint totals and per-force view from the store.
     Report {
+        /// Config file (TOML); any value can be overridden by JOINTOPS__SECTION__KEY.
         #[arg(long)]
         config: PathBuf,
+        /// Operation code, e.g. CLIW-2023-10.
         #[arg(long)]
         operation: String,
         #[arg(long, value_enum, default_value = "table")]
@@ -57,12 +61,25 @@ pub enum Command {
     /// Schema versions in `schemas/`.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Publish a deterministic synthetic stream to the hub's input topic (for
+    /// benchmarks and soak tests; operation LOAD-2023, October 2023).
+    Loadgen {
+        /// Config file (TOML); any value can be overridden by JOINTOPS__SECTION__KEY.
+        #[arg(long)]
+        config: PathBuf,
+        /// Reports to generate (about 2.2 events each, with repeats).
+        #[arg(long, default_value_t = 100_000)]
+        reports: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum AgentCommand {
     /// Publish force exports (JSON Lines or CSV): new and changed rows only.
     Publish {
+        /// Config file (TOML); any value can be overridden by JOINTOPS__SECTION__KEY.
         #[arg(long)]
         config: PathBuf,
         /// Do not draw a progress bar.
@@ -71,11 +88,13 @@ pub enum AgentCommand {
         /// Print the summary as JSON (one object per file, with rejected rows).
         #[arg(long)]
         json: bool,
+        /// Force exports: .jsonl/.ndjson/.json (JSON Lines) or .csv.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Send the last published revision of every record again.
     Resend {
+        /// Config file (TOML); any value can be overridden by JOINTOPS__SECTION__KEY.
         #[arg(long)]
         config: PathBuf,
     },
@@ -153,6 +172,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema(SchemaCommand::Check { dir }) => schema_check(&dir),
+        Command::Loadgen { config, reports, seed } => {
+            let settings = HubSettings::load(&config)?;
+            let n = loadgen(&settings, reports, seed).await?;
+            println!("published {n} events for {reports} reports to {}", settings.kafka.topic);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -211,6 +236,30 @@ fn lag(settings: &HubSettings, wait: Option<u64>) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+async fn loadgen(settings: &HubSettings, reports: usize, seed: u64) -> anyhow::Result<usize> {
+    use futures::stream::{FuturesUnordered, TryStreamExt};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let k = &settings.kafka;
+    let base = crate::kafka::client_config(&k.bootstrap, &[], &k.librdkafka);
+    crate::kafka::ensure_topics(&base, &[&k.topic, &k.dlq_topic], k.partitions).await?;
+    let producer: FutureProducer =
+        crate::kafka::client_config(&k.bootstrap, crate::kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?;
+    let registry = Registry::builtin();
+    let events = crate::loadgen::generate(reports, seed);
+    for chunk in events.chunks(20_000) {
+        let encoded: Vec<(String, Vec<u8>)> = chunk.iter().map(|e| (e.identity_key(), registry.encode(e))).collect();
+        let sends: FuturesUnordered<_> = encoded
+            .iter()
+            .map(|(key, value)| {
+                producer.send(FutureRecord::to(&k.topic).key(key).payload(value), Duration::from_secs(60))
+            })
+            .collect();
+        sends.map_err(|(e, _)| e).try_collect::<Vec<_>>().await?;
+    }
+    Ok(events.len())
 }
 
 /// Resolves on SIGINT or SIGTERM.

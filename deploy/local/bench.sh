@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Rollup catch-up benchmark: publish a synthetic stream (revisions,
+# withdrawals, joint outcomes, repeats), then time a fresh rollup from its
+# start until it has consumed the whole topic. Prints events/s and peak RSS.
+# usage: deploy/local/bench.sh [REPORTS]   (default 100000, about 220,000 events)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here/../.."
+reports="${1:-100000}"
+export KAFKA_PORT="${KAFKA_PORT:-9092}"
+export JOINTOPS__KAFKA__BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+run_id="$(date +%s)"
+export JOINTOPS__KAFKA__TOPIC="bench.$run_id" JOINTOPS__KAFKA__DLQ_TOPIC="bench.$run_id.dlq"
+work="$(mktemp -d)"
+export JOINTOPS__STORE__PATH="$work/bench.sqlite"
+bin=target/release/jointops
+cfg="$here/bench-hub.toml"
+
+cargo build --release --quiet
+"$here/kafka.sh" start >/dev/null
+"$bin" loadgen --config "$cfg" --reports "$reports" --seed 1 | tee "$work/loadgen.txt"
+events=$(awk '{print $2}' "$work/loadgen.txt")
+
+start=$(date +%s%N)
+RUST_LOG=warn "$bin" rollup --config "$cfg" 2>"$work/rollup.log" &
+pid=$!
+"$bin" lag --config "$cfg" --wait 600 >/dev/null
+end=$(date +%s%N)
+rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+kill -TERM "$pid"; wait "$pid"
+ms=$(( (end - start) / 1000000 ))
+echo "rollup caught up on $events events in $ms ms: $(( events * 1000 / ms )) events/s (from process start, state load and topic assignment included); peak RSS $(( rss_kb / 1024 )) MiB"
+"$here/kafka.sh" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$JOINTOPS__KAFKA__BOOTSTRAP" --delete --topic "bench.$run_id" >/dev/null 2>&1 || true
+"$here/kafka.sh" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$JOINTOPS__KAFKA__BOOTSTRAP" --delete --topic "bench.$run_id.dlq" >/dev/null 2>&1 || true
+rm -rf "$work"
