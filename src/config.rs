@@ -160,6 +160,15 @@ pub struct AgentSettings {
     /// `JOINTOPS__OPERATIONS__<ALIAS>__SECRET`.
     #[serde(default)]
     pub operations: BTreeMap<String, AgentOperation>,
+    /// Most messages the outbox may hold: a file that would take it over is
+    /// refused whole (never partly accepted, never dropped later), so a long
+    /// broker outage cannot fill the disk.
+    #[serde(default = "default_spool_limit")]
+    pub spool_limit: u64,
+}
+
+pub fn default_spool_limit() -> u64 {
+    1_000_000
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -267,6 +276,9 @@ impl AgentSettings {
 
     pub fn validate(&self) -> Result<(), String> {
         check_force(&self.force).map_err(|e| e.to_string())?;
+        if self.spool_limit == 0 {
+            return Err("spool_limit must be at least 1".into());
+        }
         let mut ids = BTreeSet::new();
         for (alias, op) in &self.operations {
             check_operation(&op.id).map_err(|e| format!("operations.{alias}: {e}"))?;
@@ -342,6 +354,7 @@ mod tests {
         );
         let s = AgentSettings::load(&p).unwrap();
         assert_eq!(s.secret_for("OP-A").unwrap().expose(), "hunter2");
+        assert_eq!(s.spool_limit, 1_000_000);
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

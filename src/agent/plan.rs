@@ -165,6 +165,7 @@ mod tests {
             state_dir: dir.to_path_buf(),
             kafka: AgentKafka { bootstrap: String::new(), topic: String::new(), librdkafka: Default::default() },
             operations: [("op".to_string(), AgentOperation { id: "OP".into(), secret: Some(Secret::new("s")) })].into(),
+            spool_limit: crate::config::default_spool_limit(),
         }
     }
 
