@@ -98,6 +98,16 @@ pub enum AgentCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run as a service on an inbox folder until SIGINT/SIGTERM: publish the
+    /// exports renamed into it (in name order), move each to done/ or failed/
+    /// with a <name>.receipt.json beside it.
+    Watch {
+        /// Config file (TOML); any value can be overridden by JOINTOPS__SECTION__KEY.
+        #[arg(long)]
+        config: PathBuf,
+        /// The inbox folder; done/ and failed/ are created inside it.
+        inbox: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +153,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = AgentSettings::load(&config)?;
             let n = agent::resend(&settings, true).await?;
             println!("resent {n} messages");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(AgentCommand::Watch { config, inbox }) => {
+            let settings = AgentSettings::load(&config)?;
+            agent::watch(&settings, &inbox, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollup { config } => {

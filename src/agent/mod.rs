@@ -1,11 +1,17 @@
 //! A force's producer agent: reads exports, pseudonymises joint references,
-//! keeps the ledger of what it published and publishes new revisions.
+//! keeps the ledger of what it published and publishes new revisions, once
+//! (`publish`) or as a service on an inbox folder (`watch`).
 
+mod deliver;
 pub mod export;
+mod inbox;
 pub mod ledger;
 pub mod plan;
 pub mod pseudonym;
 mod publish;
 pub mod units;
+mod watch;
 
-pub use publish::{publish_files, resend, FileSummary, Summary};
+pub use deliver::DeliveryError;
+pub use publish::{publish_files, resend, FileSummary, PublishError, Rejection, Summary};
+pub use watch::{watch, WatchError, WatchStats, WatchStatus, Watcher};

@@ -1,24 +1,20 @@
-//! Publishing: plan each file into the ledger's outbox, then send the outbox
-//! with an idempotent producer and forget each message only once Kafka has
-//! acknowledged it.
+//! `agent publish` and `agent resend`: plan each file into the ledger's
+//! outbox, then send the outbox with an idempotent producer, forgetting each
+//! message only once Kafka has acknowledged it.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
-use futures::stream::{FuturesUnordered, StreamExt};
-use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::export::{read_export, RowError};
-use super::ledger::{Ledger, Outgoing};
-use super::plan::plan;
+use super::deliver::{drain, producer, DeliveryError, Producer};
+use super::export::{read_export, ExportError, RowError};
+use super::ledger::{Ledger, LedgerError};
+use super::plan::{plan, Plan};
 use crate::config::AgentSettings;
-use crate::kafka;
 
-/// The outcome of one file, as printed and (later) written as a receipt.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+/// The outcome of one file, as printed and written as a receipt.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FileSummary {
     pub file: String,
     pub published: u64,
@@ -28,7 +24,7 @@ pub struct FileSummary {
     pub rejections: Vec<Rejection>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Rejection {
     pub line: u64,
     pub reason: String,
@@ -60,91 +56,118 @@ impl Summary {
     }
 }
 
-fn producer(settings: &AgentSettings) -> anyhow::Result<FutureProducer> {
-    Ok(kafka::client_config(&settings.kafka.bootstrap, kafka::PRODUCER_DEFAULTS, &settings.kafka.librdkafka)
-        .create()?)
+/// Why a publish run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    /// A file stopped the run, and the outbox could not be delivered either.
+    #[error("{file}; and {delivery}")]
+    Both { file: Box<PublishError>, delivery: DeliveryError },
 }
 
-/// Publishes each export in turn. Rejected rows are reported, never dropped
-/// silently; a file that cannot be read at all is an error.
-pub async fn publish_files(settings: &AgentSettings, files: &[PathBuf], progress: bool) -> anyhow::Result<Summary> {
-    let mut ledger = Ledger::open(&settings.state_dir)?;
-    let producer = producer(settings)?;
-    let mut summary = Summary {
-        redelivered: deliver(&producer, &settings.kafka.topic, &mut ledger, progress).await?,
-        ..Summary::default()
-    };
-    for path in files {
-        let file = path.display().to_string();
-        let (rows, errors) = read_export(path)?;
-        let now = chrono::Utc::now().timestamp_millis();
-        let p = plan(settings, &ledger, &file, rows, errors, now)?;
-        ledger.record(&p.entries, &p.messages)?;
-        deliver(&producer, &settings.kafka.topic, &mut ledger, progress).await?;
-        for r in &p.rejected {
-            warn!(file = %r.file, line = r.line, reason = %r.reason, "Row rejected.");
-        }
-        let s = FileSummary {
+impl FileSummary {
+    pub(crate) fn of_plan(file: String, p: &Plan) -> Self {
+        FileSummary {
             file,
             published: p.published,
             unchanged: p.unchanged,
             withdrawn: p.withdrawn,
             rejected: p.rejected.len() as u64,
             rejections: p.rejected.iter().map(Rejection::from).collect(),
-        };
-        info!(file = %s.file, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, "Export published.");
-        summary.files.push(s);
+        }
     }
-    Ok(summary)
+}
+
+/// Publishes each export in turn: every file is planned into the outbox
+/// first (so its rows are kept even while the broker is down), then the
+/// outbox is sent. Rejected rows are reported, never dropped silently.
+///
+/// A file that cannot be read at all, or that the outbox has no room for
+/// (`spool_limit`, after trying to deliver what is there), stops the run:
+/// the files before it are still delivered, and the ones after it are left
+/// alone, so that files are always applied in the order given.
+pub async fn publish_files(
+    settings: &AgentSettings,
+    files: &[PathBuf],
+    progress: bool,
+) -> Result<Summary, PublishError> {
+    let mut ledger = Ledger::open(&settings.state_dir)?;
+    let producer = producer(settings)?;
+    let leftover = ledger.outbox_len()?;
+    let (mut summary, mut sent) = (Summary::default(), 0);
+    let mut stopped: Option<PublishError> = None;
+    for path in files {
+        match accept_file(settings, &producer, &mut ledger, path, progress).await {
+            Ok((s, drained)) => {
+                sent += drained;
+                summary.files.push(s);
+            }
+            // The outbox was just tried: waiting out the broker again would say nothing new.
+            Err(e @ PublishError::Both { .. }) => return Err(e),
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
+        }
+    }
+    match (drain(settings, &producer, &mut ledger, progress).await, stopped) {
+        (Ok(n), None) => {
+            info!(messages = sent + n, leftover, "Outbox delivered.");
+            summary.redelivered = leftover;
+            Ok(summary)
+        }
+        (Ok(_), Some(file)) => Err(file),
+        (Err(delivery), None) => Err(delivery.into()),
+        (Err(delivery), Some(file)) => Err(PublishError::Both { file: Box::new(file), delivery }),
+    }
+}
+
+/// Plans one file into the outbox; when it does not fit, delivers the
+/// outbox and tries once more. Returns the file's summary and how many
+/// messages were delivered to make room.
+async fn accept_file(
+    settings: &AgentSettings,
+    producer: &Producer,
+    ledger: &mut Ledger,
+    path: &Path,
+    progress: bool,
+) -> Result<(FileSummary, u64), PublishError> {
+    let file = path.display().to_string();
+    let (rows, errors) = read_export(path)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let p = plan(settings, ledger, &file, rows, errors, now)?;
+    let mut drained = None;
+    // Delivering only removes outbox messages, so the plan stays valid.
+    while let Err(e) = ledger.accept(&file, &p.entries, &p.messages, None, settings.spool_limit) {
+        match e {
+            LedgerError::SpoolFull { current, .. } if current > 0 && drained.is_none() => {
+                info!(%file, outbox = current, "No room in the outbox: delivering it first.");
+                match drain(settings, producer, ledger, progress).await {
+                    Ok(n) => drained = Some(n),
+                    Err(delivery) => return Err(PublishError::Both { file: Box::new(e.into()), delivery }),
+                }
+            }
+            e => return Err(e.into()),
+        }
+    }
+    for r in &p.rejected {
+        warn!(file = %r.file, line = r.line, reason = %r.reason, "Row rejected.");
+    }
+    let s = FileSummary::of_plan(file, &p);
+    info!(file = %s.file, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, "Export planned.");
+    Ok((s, drained.unwrap_or(0)))
 }
 
 /// Sends the last published revision of every record again: the hub counts
 /// nothing twice (R1), so this is safe whenever the hub asks for it.
-pub async fn resend(settings: &AgentSettings, progress: bool) -> anyhow::Result<u64> {
+pub async fn resend(settings: &AgentSettings, progress: bool) -> Result<u64, PublishError> {
     let mut ledger = Ledger::open(&settings.state_dir)?;
     let producer = producer(settings)?;
     ledger.requeue_all()?;
-    deliver(&producer, &settings.kafka.topic, &mut ledger, progress).await
-}
-
-async fn send_one(producer: &FutureProducer, topic: &str, m: &Outgoing, bar: &ProgressBar) -> Result<i64, String> {
-    let record = FutureRecord::to(topic).key(m.key.as_str()).payload(m.value.as_slice());
-    let r = producer.send(record, Duration::from_secs(300)).await;
-    bar.inc(1);
-    r.map(|_| m.seq).map_err(|(e, _)| e.to_string())
-}
-
-/// Sends the whole outbox; acknowledged messages leave it. Fails if any
-/// message was not acknowledged (it stays for the next run).
-async fn deliver(producer: &FutureProducer, topic: &str, ledger: &mut Ledger, progress: bool) -> anyhow::Result<u64> {
-    let pending = ledger.pending()?;
-    if pending.is_empty() {
-        return Ok(0);
-    }
-    let bar = if progress && pending.len() >= 1000 {
-        let b = ProgressBar::new(pending.len() as u64);
-        b.set_style(ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} ({per_sec}, {eta})").expect("template"));
-        b.set_message("publishing");
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut results: Vec<Result<i64, String>> = Vec::with_capacity(pending.len());
-    // In chunks, so that a huge outbox never holds a future per message.
-    for chunk in pending.chunks(10_000) {
-        let sends: FuturesUnordered<_> = chunk.iter().map(|m| send_one(producer, topic, m, &bar)).collect();
-        results.extend(sends.collect::<Vec<_>>().await);
-    }
-    bar.finish_and_clear();
-    let acked: Vec<i64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
-    ledger.acknowledge(&acked)?;
-    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    if let Some(first) = failed.first() {
-        anyhow::bail!(
-            "{} of {} messages were not acknowledged by Kafka ({first}); they stay in the outbox and are sent on the next run",
-            failed.len(),
-            pending.len()
-        );
-    }
-    Ok(acked.len() as u64)
+    Ok(drain(settings, &producer, &mut ledger, progress).await?)
 }

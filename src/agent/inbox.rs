@@ -1,0 +1,148 @@
+//! The inbox folder of `agent watch` on disk: which files are ready, where a
+//! handled file goes (`done/` or `failed/`), and the receipt written beside it.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::publish::FileSummary;
+
+pub const DONE: &str = "done";
+pub const FAILED: &str = "failed";
+const RECEIPT: &str = ".receipt.json";
+
+/// A file is complete once renamed into the inbox; these names are files
+/// still being written (or hidden), which are left alone.
+pub fn is_ready_name(name: &str) -> bool {
+    !name.starts_with('.') && !name.ends_with(".tmp") && !name.ends_with(".part")
+}
+
+/// The ready files of the inbox, in name order (the order they are applied).
+pub fn ready_files(inbox: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(inbox)? {
+        let entry = entry?;
+        // Not UTF-8: no receipt could name it faithfully; such a name cannot
+        // come from the exports we document, so it is left where it is.
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if !is_ready_name(&name) {
+            continue;
+        }
+        let path = entry.path();
+        // Vanished between listing and stat: it is simply not there any more.
+        if fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            files.push((name, path));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `name` in `dir`, or `stem~N.ext` when a file of that name (or its
+/// receipt) is already there: a force may drop `export.csv` every day.
+pub fn free_name(dir: &Path, name: &str) -> String {
+    let taken = |n: &str| dir.join(n).exists() || dir.join(format!("{n}{RECEIPT}")).exists();
+    if !taken(name) {
+        return name.to_string();
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => name.split_at(i),
+        _ => (name, ""),
+    };
+    (2..).map(|n| format!("{stem}~{n}{ext}")).find(|n| !taken(n)).expect("some name is free")
+}
+
+pub fn receipt_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}{RECEIPT}"))
+}
+
+/// What `done/<name>.receipt.json` says.
+#[derive(Serialize)]
+pub struct Receipt<'a> {
+    #[serde(flatten)]
+    pub summary: &'a FileSummary,
+    pub finished_at: String,
+}
+
+/// What `failed/<name>.receipt.json` says.
+#[derive(Serialize)]
+pub struct FailedReceipt<'a> {
+    pub file: &'a str,
+    pub error: &'a str,
+    pub finished_at: String,
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Writes the receipt whole or not at all (temporary file, fsync, rename),
+/// so a reader never sees half a receipt.
+pub fn write_receipt(dir: &Path, name: &str, receipt: &impl Serialize) -> io::Result<()> {
+    let path = receipt_path(dir, name);
+    let tmp = dir.join(format!(".{name}{RECEIPT}.tmp"));
+    let mut text = serde_json::to_vec_pretty(receipt).map_err(io::Error::other)?;
+    text.push(b'\n');
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&text)?;
+    f.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    sync_dir(dir)
+}
+
+/// Moves `file` into `dir` as `name`; both folders are on one file system.
+pub fn move_into(file: &Path, dir: &Path, name: &str) -> io::Result<()> {
+    fs::rename(file, dir.join(name))?;
+    sync_dir(dir)?;
+    file.parent().map_or(Ok(()), sync_dir)
+}
+
+/// A rename is durable only once its folder is synced.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_being_written_or_hidden_are_not_ready() {
+        for name in [".x.csv", "x.csv.tmp", "x.csv.part", ".x.tmp"] {
+            assert!(!is_ready_name(name), "{name}");
+        }
+        for name in ["x.csv", "x.jsonl", "x.txt", "tmp.csv"] {
+            assert!(is_ready_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_numbered_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(free_name(dir.path(), "export.csv"), "export.csv");
+        fs::write(dir.path().join("export.csv"), "").unwrap();
+        assert_eq!(free_name(dir.path(), "export.csv"), "export~2.csv");
+        fs::write(receipt_path(dir.path(), "export~2.csv"), "").unwrap();
+        assert_eq!(free_name(dir.path(), "export.csv"), "export~3.csv");
+        fs::write(dir.path().join("README"), "").unwrap();
+        assert_eq!(free_name(dir.path(), "README"), "README~2");
+    }
+
+    #[test]
+    fn ready_files_come_in_name_order_without_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.csv", "a.jsonl", ".c.csv.tmp", "d.part"] {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        fs::create_dir(dir.path().join(DONE)).unwrap();
+        let names: Vec<String> = ready_files(dir.path()).unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a.jsonl", "b.csv"]);
+    }
+}
