@@ -191,3 +191,92 @@ pub async fn create_topics(settings: &HubSettings) {
     let config = jointops::kafka::client_config(&k.bootstrap, &[], &k.librdkafka);
     jointops::kafka::ensure_topics(&config, &[&k.topic, &k.dlq_topic], k.partitions).await.expect("topics");
 }
+
+// ---- Agent tests (tests/agent_*.rs) ----
+
+/// Puts a file into an inbox the way an export job should: written under a
+/// temporary name, then renamed in whole.
+pub fn drop_file(inbox: &Path, name: &str, contents: &str) {
+    let tmp = inbox.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, inbox.join(name)).unwrap();
+}
+
+/// Polls `ready` every 50 ms until it holds; panics naming `what` after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every event in `topic` (all partitions, from the start to the current
+/// end), decoded.
+pub fn consume_events(bootstrap: &str, topic: &str) -> Vec<OutcomeEvent> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("test-agent-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let ends = jointops::kafka::high_watermarks(&consumer, topic).expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    for p in ends.keys() {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut next: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while next.iter().any(|(p, n)| n < &ends[p]) {
+        assert!(Instant::now() < deadline, "could not read {topic} to its end: at {next:?} of {ends:?}");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            next.insert(m.partition(), m.offset() + 1);
+            let value = m.payload().expect("a value");
+            events.push(jointops::codec::Registry::builtin().decode(value).expect("an event"));
+        }
+    }
+    events
+}
+
+/// A synthetic force export (CSV) and what it counts. Record `R{i}` is an
+/// arrest when `i % 10 == 0`, otherwise an engagement of 1..=50 people;
+/// `version` changes about a fifth of the people counts, and from version 1
+/// on withdraws one record in fifty, so that each version publishes
+/// revisions and withdrawals over the one before.
+pub struct SyntheticExport {
+    pub csv: String,
+    pub rows: usize,
+    pub people_engaged: i64,
+    pub arrests: i64,
+}
+
+pub fn synthetic_export(operation: &str, rows: usize, version: u64) -> SyntheticExport {
+    let mut csv = String::from("record_id,kind,operation,occurred_at,withdrawn,offence_group,people\n");
+    let (mut people_engaged, mut arrests) = (0, 0);
+    let version = version as i64;
+    for i in 0..rows as i64 {
+        let withdrawn = version > 0 && i % 50 == version % 50;
+        let at = format!("2023-10-{:02}T{:02}:{:02}:00Z", 10 + i % 5, i % 24, i % 60);
+        if i % 10 == 0 {
+            csv.push_str(&format!("R{i},arrest,{operation},{at},{withdrawn},DRUG_SUPPLY,\n"));
+            arrests += i64::from(!withdrawn);
+        } else {
+            let bump = if (i + version) % 5 == 0 { version * 7 } else { 0 };
+            let people = 1 + (i * 13 + bump) % 50;
+            csv.push_str(&format!("R{i},engagement,{operation},{at},{withdrawn},,{people}\n"));
+            people_engaged += if withdrawn { 0 } else { people };
+        }
+    }
+    SyntheticExport { csv, rows, people_engaged, arrests }
+}

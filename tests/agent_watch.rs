@@ -1,0 +1,233 @@
+//! `agent watch` in-process on the real broker: files renamed into the inbox
+//! are published in name order, moved to done/ or failed/ with receipts, and
+//! a file accepted before a stop is finished with its first receipt.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use jointops::agent::ledger::Ledger;
+use jointops::agent::{WatchStats, Watcher};
+use jointops::config::AgentSettings;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const OP: &str = "OP-WATCH";
+const SECRET: &str = "watch-secret";
+
+/// A watcher running in this process until `stop`.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<WatchStats, jointops::agent::WatchError>>,
+    status: tokio::sync::watch::Receiver<jointops::agent::WatchStatus>,
+}
+
+fn start(settings: &AgentSettings, inbox: &Path) -> Running {
+    let watcher = Watcher::new(settings, inbox);
+    let status = watcher.status();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(watcher.run(async {
+        let _ = rx.await;
+    }));
+    Running { stop, task, status }
+}
+
+impl Running {
+    async fn stop(self) -> WatchStats {
+        let _ = self.stop.send(());
+        self.task.await.expect("watch task").expect("watch stopped cleanly")
+    }
+}
+
+fn receipt(inbox: &Path, folder: &str, name: &str) -> Value {
+    read_json(&inbox.join(folder).join(format!("{name}.receipt.json")))
+}
+
+/// The receipt without its clock, checking that the clock is RFC 3339.
+fn numbers(mut r: Value) -> Value {
+    let at = r.as_object_mut().unwrap().remove("finished_at").expect("finished_at");
+    chrono::DateTime::parse_from_rfc3339(at.as_str().unwrap()).expect("finished_at is RFC 3339");
+    r
+}
+
+fn remaining(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn engagement(id: &str, people: u32) -> String {
+    format!(
+        r#"{{"record_id":"{id}","kind":"engagement","operation":"{OP}","occurred_at":"2023-10-10T12:00:00Z","people":{people}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), vec![operation(OP, "2023-10-01T00:00:00Z", "2023-11-01T00:00:00Z", None)]);
+    create_topics(&hub).await;
+    let settings = agent(&hub, "MPS", dir.path().join("state"), &[(OP, SECRET)]);
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+
+    // Files still being written, or hidden: never touched.
+    for name in [".hidden.csv", "x.csv.tmp", "y.jsonl.part"] {
+        std::fs::write(inbox.join(name), "record_id\n").unwrap();
+    }
+    // Present before the start: taken in name order, so b revises what a says.
+    let a = synthetic_export(OP, 50, 0);
+    drop_file(&inbox, "a-clean.csv", &a.csv);
+    let b = [
+        engagement("R1", 40),                                                                            // revision
+        r#"{"record_id":"R2","kind":"engagement","operation":"OP-WATCH","occurred_at":"2023-10-10T12:00:00Z","people":14,"withdrawn":true}"#.into(), // withdrawal
+        r#"{"record_id":"R3","kind":"engagement","operation":"OP-WATCH","occurred_at":"2023-10-13T03:03:00Z","people":40}"#.into(), // unchanged
+        engagement("N1", 7),
+        r#"{"record_id":"N2","kind":"arrest","operation":"OP-WATCH","occurred_at":"2023-10-11T09:00:00Z","offence_group":"WEAPONS"}"#.into(),
+        r#"{"record_id":"N3","kind":"burglary","operation":"OP-WATCH","occurred_at":"2023-10-11T09:00:00Z"}"#.into(),
+        r#"{"kind":"engagement","operation":"OP-WATCH","occurred_at":"2023-10-11T09:00:00Z","people":3}"#.into(),
+        r#"{"record_id":"N4","kind":"engagement","operation":"OP-ELSEWHERE","occurred_at":"2023-10-11T09:00:00Z","people":3}"#.into(),
+    ]
+    .join("\n");
+    drop_file(&inbox, "b-mixed.jsonl", &b);
+    drop_file(&inbox, "c-unreadable.csv", "record_id,kind,colour\nR9,arrest,blue\n");
+    drop_file(&inbox, "d-notes.txt", "not an export\n");
+
+    let started = Instant::now();
+    let w = start(&settings, &inbox);
+    let done = |name: &str| inbox.join("done").join(format!("{name}.receipt.json")).exists();
+    let failed = |name: &str| inbox.join("failed").join(format!("{name}.receipt.json")).exists();
+    wait_until("the first four files handled", Duration::from_secs(60), || {
+        done("a-clean.csv") && done("b-mixed.jsonl") && failed("c-unreadable.csv") && failed("d-notes.txt")
+    })
+    .await;
+    // One more, while it runs.
+    drop_file(&inbox, "e-late.jsonl", &engagement("L1", 11));
+    wait_until("the late file handled", Duration::from_secs(30), || done("e-late.jsonl")).await;
+    let took = started.elapsed();
+
+    let a_people = a.people_engaged;
+    assert_eq!(
+        numbers(receipt(&inbox, "done", "a-clean.csv")),
+        json!({"file": "a-clean.csv", "published": 50, "unchanged": 0, "withdrawn": 0, "rejected": 0, "rejections": []})
+    );
+    let b_receipt = numbers(receipt(&inbox, "done", "b-mixed.jsonl"));
+    let reasons: Vec<&str> =
+        b_receipt["rejections"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        b_receipt,
+        json!({"file": "b-mixed.jsonl", "published": 4, "unchanged": 1, "withdrawn": 1, "rejected": 3, "rejections": [
+            {"line": 6, "reason": reasons[0]}, {"line": 7, "reason": reasons[1]}, {"line": 8, "reason": reasons[2]}]}),
+    );
+    assert!(reasons[0].contains("burglary") && reasons[1].contains("record_id"), "{reasons:?}");
+    assert!(reasons[2].contains("OP-ELSEWHERE") && reasons[2].contains("not configured"), "{reasons:?}");
+    for (name, says) in [("c-unreadable.csv", "unknown column \"colour\""), ("d-notes.txt", "is not a .jsonl")] {
+        let r = numbers(receipt(&inbox, "failed", name));
+        assert_eq!(r["file"], name);
+        assert!(r["error"].as_str().unwrap().contains(says), "{name}: {r}");
+        assert_eq!(r.as_object().unwrap().len(), 2, "{name}: only file and error (and finished_at): {r}");
+    }
+    assert_eq!(
+        remaining(&inbox.join("done")),
+        [
+            "a-clean.csv",
+            "a-clean.csv.receipt.json",
+            "b-mixed.jsonl",
+            "b-mixed.jsonl.receipt.json",
+            "e-late.jsonl",
+            "e-late.jsonl.receipt.json"
+        ]
+    );
+    assert_eq!(
+        remaining(&inbox.join("failed")),
+        ["c-unreadable.csv", "c-unreadable.csv.receipt.json", "d-notes.txt", "d-notes.txt.receipt.json"]
+    );
+    assert_eq!(remaining(&inbox), [".hidden.csv", "x.csv.tmp", "y.jsonl.part"]);
+    assert_eq!(std::fs::read_to_string(inbox.join("done/a-clean.csv")).unwrap(), a.csv, "moved, not rewritten");
+
+    let stats = w.stop().await;
+    assert_eq!((stats.done, stats.failed, stats.outbox, stats.delivered), (3, 2, 0, 55));
+    assert!(stats.accepted.is_empty());
+
+    // What the hub counts: a's rows, R1 now 40 people (was 14), R2 withdrawn
+    // (was 27), and N1, N2 and L1 added.
+    let rollup = RunningRollup::start(&hub).await;
+    wait_caught_up(&hub, Duration::from_secs(60)).await;
+    rollup.stop().await;
+    let totals = totals(&hub, OP).joint;
+    assert_eq!(totals.people_engaged, a_people - 14 + 40 - 27 + 7 + 11);
+    assert_eq!(totals.arrests, a.arrests + 1);
+    assert!(dead_letters(&hub).is_empty(), "{:?}", dead_letters(&hub));
+    eprintln!("watch: 5 files handled in {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_accepted_before_a_stop_is_finished_with_its_first_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), vec![]);
+    create_topics(&hub).await;
+    let good = agent(&hub, "KENT", dir.path().join("state"), &[(OP, SECRET)]);
+    // First run: nothing answers, so the file is accepted but not delivered.
+    let mut down = good.clone();
+    down.kafka.bootstrap = "127.0.0.1:1".into();
+    down.kafka.librdkafka.insert("message.timeout.ms".into(), "1000".into());
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let export = synthetic_export(OP, 120, 0);
+    drop_file(&inbox, "export.csv", &export.csv);
+
+    let w = start(&down, &inbox);
+    let mut status = w.status.clone();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.accepted == ["export.csv"] && s.outbox == 120 && s.failed_attempts >= 1),
+    )
+    .await
+    .expect("accepted, and a delivery attempt failed")
+    .unwrap();
+    let stopping = Instant::now();
+    let stats = w.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(10), "a stop waits at most the grace: {:?}", stopping.elapsed());
+    assert_eq!((stats.done, stats.outbox), (0, 120));
+    assert!(inbox.join("export.csv").exists(), "left in the inbox for the next start");
+    assert!(!inbox.join("done/export.csv.receipt.json").exists());
+    {
+        let ledger = Ledger::open(&good.state_dir).unwrap();
+        assert_eq!(ledger.pending().unwrap().len(), 120, "kept in the outbox");
+    }
+
+    // Next start, broker reachable: the outbox goes out, and the receipt is
+    // the one the first attempt would have written (planning the file again
+    // would have found all 120 rows unchanged).
+    let w = start(&good, &inbox);
+    wait_until("the receipt", Duration::from_secs(60), || inbox.join("done/export.csv.receipt.json").exists()).await;
+    let stats = w.stop().await;
+    assert_eq!((stats.done, stats.outbox, stats.delivered), (1, 0, 120));
+    assert_eq!(
+        numbers(receipt(&inbox, "done", "export.csv")),
+        json!({"file": "export.csv", "published": 120, "unchanged": 0, "withdrawn": 0, "rejected": 0, "rejections": []})
+    );
+    assert!(Ledger::open(&good.state_dir).unwrap().pending().unwrap().is_empty());
+    let events = consume_events(&hub.kafka.bootstrap, &hub.kafka.topic);
+    let ids: std::collections::BTreeSet<_> = events.iter().map(|e| (e.event_id.clone(), e.revision)).collect();
+    assert_eq!(ids.len(), 120, "every row once, as revision 1");
+
+    // The same bytes again, under the same name: a new drop, planned afresh.
+    drop_file(&inbox, "export.csv", &export.csv);
+    let w = start(&good, &inbox);
+    wait_until("the second receipt", Duration::from_secs(30), || inbox.join("done/export~2.csv.receipt.json").exists())
+        .await;
+    w.stop().await;
+    assert_eq!(
+        numbers(receipt(&inbox, "done", "export~2.csv")),
+        json!({"file": "export.csv", "published": 0, "unchanged": 120, "withdrawn": 0, "rejected": 0, "rejections": []})
+    );
+}
