@@ -1,11 +1,18 @@
 //! A hand-written Avro binary codec for exactly `schemas/outcome-event.v1.avsc`.
 //! It is several times faster than a generic `Value` round trip, and it never
-//! allocates more than the bytes it was given: every length on the wire is
-//! checked against what remains before anything is reserved.
+//! allocates more than a small fixed bound: every length on the wire is
+//! checked against a cap and against what remains before anything is
+//! reserved.
 
 use crate::domain::{
     ArrestOffence, ChargeCount, ChargeOffence, ClosureType, Outcome, OutcomeEvent, Referral, SeizureItem,
 };
+
+/// No string the contract allows is longer than 128 bytes; a longer one is
+/// refused before it is copied.
+pub const MAX_STRING_BYTES: i64 = 1024;
+/// Five offences, none repeated: a longer charges array cannot be valid.
+pub const MAX_CHARGES: usize = 64;
 
 /// Why a datum could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +35,8 @@ pub enum DatumError {
     BadBoolean(&'static str),
     #[error("{0} bytes follow the datum")]
     TrailingBytes(usize),
+    #[error("{what} is {len} long, far above what the contract allows ({max} at most is read)")]
+    TooLong { what: &'static str, len: i64, max: i64 },
 }
 
 pub fn encode(event: &OutcomeEvent, out: &mut Vec<u8>) {
@@ -134,6 +143,9 @@ impl Reader<'_> {
         if len as u64 > self.buf.len() as u64 {
             return Err(DatumError::LengthPastEnd { what, len, left: self.buf.len() });
         }
+        if len > MAX_STRING_BYTES {
+            return Err(DatumError::TooLong { what, len, max: MAX_STRING_BYTES });
+        }
         let (bytes, rest) = self.buf.split_at(len as usize);
         self.buf = rest;
         std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| DatumError::Utf8(what))
@@ -179,6 +191,10 @@ impl Reader<'_> {
             // and must not make us reserve memory.
             if count as u64 > (self.buf.len() / 2) as u64 {
                 return Err(DatumError::LengthPastEnd { what: "charges block", len: count, left: self.buf.len() });
+            }
+            if charges.len() as u64 + count as u64 > MAX_CHARGES as u64 {
+                let len = charges.len() as i64 + count;
+                return Err(DatumError::TooLong { what: "charges", len, max: MAX_CHARGES as i64 });
             }
             for _ in 0..count {
                 charges.push(ChargeCount {

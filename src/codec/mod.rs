@@ -43,12 +43,16 @@ pub enum DecodeError {
     UnknownFingerprint(u64),
     #[error("datum does not match schema v{version}: {detail}")]
     Datum { version: u32, detail: String },
+    /// Well-formed so far, but a length no valid event can have.
+    #[error("{0}")]
+    Oversized(String),
 }
 
 impl DecodeError {
     pub fn reason(&self) -> Reason {
         match self {
             DecodeError::UnknownFingerprint(_) => Reason::UnknownSchema,
+            DecodeError::Oversized(_) => Reason::Invalid,
             _ => Reason::Undecodable,
         }
     }
@@ -153,8 +157,10 @@ impl Registry {
         let fingerprint = u64::from_le_bytes(value[2..HEADER_LEN].try_into().expect("8 bytes"));
         let datum = &value[HEADER_LEN..];
         if fingerprint == self.fast_fingerprint {
-            return binary::decode(datum)
-                .map_err(|e| DecodeError::Datum { version: FAST_VERSION, detail: e.to_string() });
+            return binary::decode(datum).map_err(|e| match e {
+                binary::DatumError::TooLong { .. } => DecodeError::Oversized(e.to_string()),
+                _ => DecodeError::Datum { version: FAST_VERSION, detail: e.to_string() },
+            });
         }
         let &index = self.by_fingerprint.get(&fingerprint).ok_or(DecodeError::UnknownFingerprint(fingerprint))?;
         let writer = &self.versions[index];

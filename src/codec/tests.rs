@@ -126,6 +126,22 @@ fn huge_and_negative_lengths_are_refused_without_allocating() {
 }
 
 #[test]
+fn overlong_strings_and_arrays_are_invalid_before_anything_is_copied() {
+    let reg = Registry::builtin();
+    let mut e = sample(outcomes()[0].clone());
+    e.event_id = "x".repeat(binary::MAX_STRING_BYTES as usize + 1);
+    let err = reg.decode(&reg.encode(&e)).unwrap_err();
+    assert_eq!(err.reason(), Reason::Invalid, "{err}");
+    assert!(err.to_string().contains("event_id is 1025 long"), "{err}");
+    let many = vec![ChargeCount { offence: ChargeOffence::Other, count: 1 }; binary::MAX_CHARGES + 1];
+    let err = reg.decode(&reg.encode(&sample(Outcome::Charge { charges: many }))).unwrap_err();
+    assert_eq!(err.reason(), Reason::Invalid, "{err}");
+    // At the cap itself it still decodes (and validation then refuses the repeats).
+    let e = sample(Outcome::Charge { charges: vec![ChargeCount { offence: ChargeOffence::Other, count: 1 }; 64] });
+    assert!(reg.decode(&reg.encode(&e)).unwrap().validate().is_err());
+}
+
+#[test]
 fn an_older_writer_version_is_resolved_to_the_current_one() {
     // A "v0" without `withdrawn` and `joint_ref`: both have defaults in v1.
     let v1: serde_json::Value = serde_json::from_str(SCHEMA_FILES[0].1).unwrap();
