@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::codec::Registry;
 use crate::config::{AgentSettings, HubSettings};
 use crate::report::{self, Format};
-use crate::store::{SqliteStore, TotalsReader};
+use crate::store::{DeadLetterLog, SqliteStore, TotalsReader};
 use crate::telemetry::LogFormat;
 use crate::{agent, rollup};
 
@@ -37,7 +37,14 @@ pub enum Command {
         /// Config file (TOML); any value can be overridden by JOINTOPS__SECTION__KEY.
         #[arg(long)]
         config: PathBuf,
+        /// Replay the whole topic into a fresh store; swap it in once it has
+        /// caught up and the running rollup has stopped, then go on live.
+        #[arg(long)]
+        rebuild: bool,
     },
+    /// Dead-lettered records: list them, or replay them after a configuration fix.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// How far the rollup's store is behind the input topic.
     Lag {
         /// Config file (TOML); any value can be overridden by JOINTOPS__SECTION__KEY.
@@ -111,6 +118,33 @@ pub enum AgentCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// Reason, force, event id and source offset of each dead letter (never payload bytes).
+    List {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this reason code, e.g. unknown-operation.
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Re-submit dead letters that the current configuration accepts; each is then counted once.
+    Replay {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this reason code, e.g. unknown-operation.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Say what would be replayed, and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SchemaCommand {
     /// Check that every schema parses and each version reads all earlier ones;
     /// print each version's fingerprint.
@@ -160,10 +194,34 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             agent::watch(&settings, &inbox, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rollup { config } => {
+        Command::Rollup { config, rebuild } => {
             let settings = HubSettings::load(&config)?;
-            let store = SqliteStore::open(&settings.store.path)?;
-            rollup::run(&settings, Box::new(store), shutdown_signal()).await?;
+            if rebuild {
+                rollup::run_rebuild(&settings, shutdown_signal()).await?;
+            } else {
+                let store = SqliteStore::open(&settings.store.path)?;
+                rollup::run(&settings, Box::new(store), shutdown_signal()).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq(DlqCommand::List { config, reason, format }) => {
+            let settings = HubSettings::load(&config)?;
+            anyhow::ensure!(settings.store.path.exists(), "no store at {}", settings.store.path.display());
+            let rows = SqliteStore::open_read(&settings.store.path)?.dead_letters(reason.as_deref())?;
+            print!("{}", report::dead_letters(&rows, format)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq(DlqCommand::Replay { config, reason, dry_run }) => {
+            if let Some(r) = &reason {
+                anyhow::ensure!(crate::domain::Reason::parse(r).is_some(), "{r:?} is not a reason code");
+            }
+            let settings = HubSettings::load(&config)?;
+            let outcome = rollup::replay::replay(&settings, reason.as_deref(), dry_run).await?;
+            for ((t, p, o), code, detail) in &outcome.still_refused {
+                println!("still refused  {t}/{p}/{o}  {code}: {detail}");
+            }
+            let verb = if dry_run { "would replay" } else { "replayed" };
+            println!("{verb} {} dead letters; {} still refused", outcome.replayed.len(), outcome.still_refused.len());
             Ok(ExitCode::SUCCESS)
         }
         Command::Lag { config, wait } => lag(&HubSettings::load(&config)?, wait),

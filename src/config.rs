@@ -68,6 +68,9 @@ fn default_batch_size() -> usize {
 fn default_batch_ms() -> u64 {
     200
 }
+fn default_stall_seconds() -> u64 {
+    30
+}
 
 /// The hub: rollup, report and (later) the API read this.
 #[derive(Clone, Debug, Deserialize)]
@@ -124,11 +127,19 @@ pub struct RollupSettings {
     /// How long a batch may wait before it is written, in milliseconds.
     #[serde(default = "default_batch_ms")]
     pub batch_ms: u64,
+    /// Seconds without a record, while the topic has more, after which the
+    /// Kafka consumer is replaced by a fresh one.
+    #[serde(default = "default_stall_seconds")]
+    pub stall_seconds: u64,
 }
 
 impl Default for RollupSettings {
     fn default() -> Self {
-        RollupSettings { batch_size: default_batch_size(), batch_ms: default_batch_ms() }
+        RollupSettings {
+            batch_size: default_batch_size(),
+            batch_ms: default_batch_ms(),
+            stall_seconds: default_stall_seconds(),
+        }
     }
 }
 

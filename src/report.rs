@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde_json::{json, Map, Value};
 
 use crate::domain::{OperationTotals, Totals};
+use crate::store::DeadLetter;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -83,12 +84,63 @@ pub fn to_table(operation: &str, t: &OperationTotals, dead_letters: &BTreeMap<St
     out
 }
 
+/// Dead letters for people (table) or tools (JSON/CSV): where each came
+/// from, why, and whose it was. Never the payload bytes.
+pub fn dead_letters(rows: &[DeadLetter], format: Format) -> anyhow::Result<String> {
+    let record = |d: &DeadLetter| {
+        json!({
+            "topic": d.topic, "partition": d.partition, "offset": d.offset, "reason": d.reason,
+            "force": d.force, "event_id": d.event_id, "detail": d.detail, "replayed": d.replayed,
+        })
+    };
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(&rows.iter().map(record).collect::<Vec<_>>())? + "\n",
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(["topic", "partition", "offset", "reason", "force", "event_id", "replayed", "detail"])?;
+            for d in rows {
+                w.write_record([
+                    d.topic.as_str(),
+                    &d.partition.to_string(),
+                    &d.offset.to_string(),
+                    &d.reason,
+                    d.force.as_deref().unwrap_or(""),
+                    d.event_id.as_deref().unwrap_or(""),
+                    if d.replayed { "true" } else { "false" },
+                    &d.detail,
+                ])?;
+            }
+            String::from_utf8(w.into_inner()?)?
+        }
+        Format::Table => {
+            let mut out = format!(
+                "{:<24} {:<24} {:<8} {:<32} {:<8} detail\n",
+                "source", "reason", "force", "event_id", "replayed"
+            );
+            for d in rows {
+                let source = format!("{}/{}", d.partition, d.offset);
+                let detail: String = d.detail.chars().take(100).collect();
+                writeln!(
+                    out,
+                    "{source:<24} {:<24} {:<8} {:<32} {:<8} {detail}",
+                    d.reason,
+                    d.force.as_deref().unwrap_or("-"),
+                    d.event_id.as_deref().unwrap_or("-"),
+                    if d.replayed { "yes" } else { "no" },
+                )?;
+            }
+            writeln!(out, "{} dead letters", rows.len())?;
+            out
+        }
+    })
+}
+
 /// 21456800 → "21,456,800": figures meant for people.
 fn group_digits(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

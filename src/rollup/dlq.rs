@@ -5,26 +5,19 @@ use futures::stream::{FuturesUnordered, TryStreamExt};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::store::DeadLetter;
+use crate::store::{DeadLetter, Original};
 
 /// A copy of what arrived, kept until the dead letter is acknowledged.
-pub struct Original {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
+pub fn original_of(msg: &BorrowedMessage<'_>) -> Original {
+    let headers = msg
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+        .unwrap_or_default();
+    Original { key: msg.key().map(<[u8]>::to_vec), value: msg.payload().map(<[u8]>::to_vec), headers }
 }
 
-impl Original {
-    pub fn of(msg: &BorrowedMessage<'_>) -> Self {
-        let headers = msg
-            .headers()
-            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-            .unwrap_or_default();
-        Original { key: msg.key().map(<[u8]>::to_vec), value: msg.payload().map(<[u8]>::to_vec), headers }
-    }
-}
-
-fn headers(d: &DeadLetter, o: &Original) -> OwnedHeaders {
+fn headers(d: &DeadLetter) -> OwnedHeaders {
+    let o = &d.original;
     let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + 5);
     for (key, value) in &o.headers {
         h = h.insert(Header { key, value: value.as_deref() });
@@ -43,12 +36,12 @@ fn headers(d: &DeadLetter, o: &Original) -> OwnedHeaders {
     h
 }
 
-async fn send_one(producer: &FutureProducer, topic: &str, d: &DeadLetter, o: &Original) -> anyhow::Result<()> {
-    let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers(d, o));
-    if let Some(k) = &o.key {
+async fn send_one(producer: &FutureProducer, topic: &str, d: &DeadLetter) -> anyhow::Result<()> {
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers(d));
+    if let Some(k) = &d.original.key {
         record = record.key(k.as_slice());
     }
-    if let Some(v) = &o.value {
+    if let Some(v) = &d.original.value {
         record = record.payload(v.as_slice());
     }
     producer.send(record, std::time::Duration::from_secs(60)).await.map(|_| ()).map_err(|(e, _)| {
@@ -56,10 +49,13 @@ async fn send_one(producer: &FutureProducer, topic: &str, d: &DeadLetter, o: &Or
     })
 }
 
-/// Sends every dead letter (a batch's worth at most) and waits until Kafka
-/// has them all.
-pub async fn send_all(producer: &FutureProducer, topic: &str, dead: &[(DeadLetter, Original)]) -> anyhow::Result<()> {
-    let sends: FuturesUnordered<_> = dead.iter().map(|(d, o)| send_one(producer, topic, d, o)).collect();
+/// Sends dead letters (a batch's worth) and waits until Kafka has them all.
+pub async fn send_all<'a>(
+    producer: &FutureProducer,
+    topic: &str,
+    dead: impl IntoIterator<Item = &'a DeadLetter>,
+) -> anyhow::Result<()> {
+    let sends: FuturesUnordered<_> = dead.into_iter().map(|d| send_one(producer, topic, d)).collect();
     sends.try_collect::<Vec<()>>().await?;
     Ok(())
 }

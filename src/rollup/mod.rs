@@ -4,13 +4,16 @@
 
 pub mod classify;
 mod dlq;
+mod rebuild;
+pub mod replay;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
@@ -19,7 +22,7 @@ use crate::codec::Registry;
 use crate::config::HubSettings;
 use crate::domain::{Engine, Operations};
 use crate::kafka;
-use crate::store::{Batch, DeadLetter, Store};
+use crate::store::{Batch, DeadLetter, SqliteStore, Store};
 use classify::{classify, Incoming, Verdict};
 
 /// Counters of one run, for the closing log line and for tests.
@@ -38,7 +41,7 @@ struct Pending {
     events: usize,
     changed: HashSet<(String, String)>,
     operations: BTreeSet<String>,
-    dead: Vec<(DeadLetter, dlq::Original)>,
+    dead: Vec<DeadLetter>,
     offsets: BTreeMap<i32, i64>,
 }
 
@@ -55,25 +58,125 @@ pub fn load_engine(store: &dyn Store, registry: &Registry) -> anyhow::Result<Eng
     Ok(engine)
 }
 
-/// Runs until `shutdown` resolves, then commits what it has and returns.
-pub async fn run(
-    settings: &HubSettings,
-    mut store: Box<dyn Store + Send>,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<Stats> {
-    let registry = Registry::builtin();
-    let operations: Operations = settings.operations().map_err(anyhow::Error::msg)?;
-    let k = &settings.kafka;
-    let started = Instant::now();
-    let mut engine = load_engine(store.as_ref(), registry)?;
-    info!(
-        reports = engine.report_count(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "State loaded from the store."
-    );
+/// The exclusive lock beside a store: one rollup writes a store at a time.
+pub(crate) fn lock_path(store: &std::path::Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
 
-    let base = kafka::client_config(&k.bootstrap, &[], &k.librdkafka);
-    kafka::ensure_topics(&base, &[&k.topic, &k.dlq_topic], k.partitions).await?;
+pub(crate) fn try_lock(store: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    let path = lock_path(store);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// Everything the consume loop works on, but the consumer itself (messages
+/// borrow it while the rollup changes).
+struct Rollup<'a> {
+    settings: &'a HubSettings,
+    registry: &'static Registry,
+    operations: Operations,
+    engine: Engine,
+    store: Box<dyn Store + Send>,
+    producer: FutureProducer,
+    pending: Pending,
+    stats: Stats,
+    /// False while rebuilding: the live rollup already sent those.
+    send_dead_letters: bool,
+    /// Held while this process is the store's writer.
+    lock: Option<std::fs::File>,
+}
+
+impl Rollup<'_> {
+    fn handle(&mut self, msg: &BorrowedMessage<'_>) {
+        let incoming = Incoming { key: msg.key(), value: msg.payload() };
+        self.stats.consumed += 1;
+        match classify(self.registry, &self.operations, &mut self.engine, incoming) {
+            Verdict::Counted { changed: Some(id), .. } => {
+                if let Some(e) = self.engine.report(&id.0, &id.1) {
+                    self.pending.operations.insert(e.operation.clone());
+                }
+                self.pending.changed.insert(id);
+                self.stats.changed += 1;
+            }
+            Verdict::Counted { changed: None, .. } => self.stats.unchanged += 1,
+            Verdict::Dead { reason, detail, force, event_id } => {
+                debug!(partition = msg.partition(), offset = msg.offset(), %reason, %detail, "Dead-lettering.");
+                self.pending.dead.push(DeadLetter {
+                    topic: msg.topic().to_string(),
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    reason: reason.code().to_string(),
+                    detail,
+                    force,
+                    event_id,
+                    original: dlq::original_of(msg),
+                    sent: self.send_dead_letters,
+                    replayed: false,
+                });
+                self.stats.dead_lettered += 1;
+            }
+        }
+        self.pending.offsets.insert(msg.partition(), msg.offset() + 1);
+        self.pending.events += 1;
+    }
+
+    /// Dead letters first (acknowledged by Kafka), then state + offsets in one
+    /// store transaction. A failure returns an error: the process stops, and
+    /// the next start resumes from the last committed batch.
+    async fn flush(&mut self, consumer: &StreamConsumer) -> anyhow::Result<()> {
+        if self.pending.events == 0 {
+            return Ok(());
+        }
+        let p = std::mem::take(&mut self.pending);
+        let k = &self.settings.kafka;
+        if self.send_dead_letters {
+            // A broker outage must not stop the hub: keep trying, and commit
+            // nothing (so nothing is skipped) until Kafka has the dead letters.
+            let mut backoff = Duration::from_secs(1);
+            while let Err(e) = dlq::send_all(&self.producer, &k.dlq_topic, &p.dead).await {
+                warn!(error = %e, retry_in_s = backoff.as_secs(), "Dead letters not acknowledged; retrying.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        let mut batch = Batch::default();
+        for (force, event_id) in &p.changed {
+            let e = self.engine.report(force, event_id).expect("a changed report is in the engine");
+            batch.reports.push((e.clone(), self.registry.encode(e)));
+        }
+        for op in &p.operations {
+            batch.totals.push((op.clone(), self.engine.totals(op).cloned().unwrap_or_default()));
+        }
+        batch.dead_letters = p.dead;
+        batch.offsets = p.offsets.iter().map(|(&part, &next)| (k.topic.clone(), part, next)).collect();
+        self.store.commit(&batch)?;
+        self.stats.batches += 1;
+        if self.send_dead_letters {
+            // The group's offsets only show lag to operators; the store's are the truth.
+            let mut tpl = TopicPartitionList::new();
+            for (&part, &next) in &p.offsets {
+                tpl.add_partition_offset(&k.topic, part, Offset::Offset(next))?;
+            }
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                debug!(error = %e, "Group offset commit failed (informational only).");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A consumer assigned every partition at the store's next offsets.
+fn assigned_consumer(settings: &HubSettings, store: &dyn Store, partitions: &[i32]) -> anyhow::Result<StreamConsumer> {
+    let k = &settings.kafka;
     let consumer: StreamConsumer = kafka::client_config(
         &k.bootstrap,
         &[
@@ -85,70 +188,114 @@ pub async fn run(
         &k.librdkafka,
     )
     .create()?;
-    let producer: FutureProducer =
-        kafka::client_config(&k.bootstrap, kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?;
-
-    // Resume from the store's offsets, never the group's: the store's are the
-    // ones that match its state.
+    // The store's offsets, never the group's: they are the ones that match
+    // the store's state.
     let stored = store.offsets(&k.topic)?;
-    let meta: BaseConsumer = kafka::client_config(&k.bootstrap, &[], &k.librdkafka).create()?;
-    let partitions = kafka::partitions(&meta, &k.topic)?;
     let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
+    for p in partitions {
         let offset = stored.get(p).map_or(Offset::Beginning, |&n| Offset::Offset(n));
         tpl.add_partition_offset(&k.topic, *p, offset)?;
     }
     consumer.assign(&tpl)?;
-    info!(topic = %k.topic, partitions = partitions.len(), resumed = stored.len(), "Rollup consuming.");
+    Ok(consumer)
+}
 
-    let mut stats = Stats::default();
-    let mut pending = Pending::default();
+/// Whether the topic holds records past the store's offsets (false when the
+/// broker cannot say, e.g. while it is down).
+fn behind(meta: &BaseConsumer, topic: &str, store: &dyn Store) -> bool {
+    let (Ok(high), Ok(stored)) = (kafka::high_watermarks(meta, topic), store.offsets(topic)) else {
+        return false;
+    };
+    high.iter().any(|(p, &h)| stored.get(p).copied().unwrap_or(0) < h)
+}
+
+/// Runs the live rollup on the configured store until `shutdown` resolves,
+/// then commits what it has and returns.
+pub async fn run(
+    settings: &HubSettings,
+    store: Box<dyn Store + Send>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Stats> {
+    consume(settings, store, None, shutdown).await
+}
+
+/// Replays the input topic from the beginning into a fresh store beside the
+/// configured one. Readers keep the old store until the new one has caught up
+/// and the live rollup has stopped; then it is swapped in and this process
+/// goes on as the live rollup.
+pub async fn run_rebuild(settings: &HubSettings, shutdown: impl Future<Output = ()>) -> anyhow::Result<Stats> {
+    let target = rebuild::Target::prepare(&settings.store.path)?;
+    let store = SqliteStore::open(&target.new_path)?;
+    consume(settings, Box::new(store), Some(target), shutdown).await
+}
+
+async fn consume(
+    settings: &HubSettings,
+    store: Box<dyn Store + Send>,
+    mut rebuilding: Option<rebuild::Target>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Stats> {
+    let k = &settings.kafka;
+    let lock = match &rebuilding {
+        Some(_) => None,
+        None => Some(try_lock(&settings.store.path)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "another rollup is writing {} (it holds {})",
+                settings.store.path.display(),
+                lock_path(&settings.store.path).display()
+            )
+        })?),
+    };
+    let registry = Registry::builtin();
+    let started = Instant::now();
+    let engine = load_engine(store.as_ref(), registry)?;
+    info!(
+        reports = engine.report_count(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "State loaded from the store."
+    );
+
+    let base = kafka::client_config(&k.bootstrap, &[], &k.librdkafka);
+    kafka::ensure_topics(&base, &[&k.topic, &k.dlq_topic], k.partitions).await?;
+    let meta: BaseConsumer = base.create()?;
+    let partitions = kafka::partitions(&meta, &k.topic)?;
+    let mut consumer = assigned_consumer(settings, store.as_ref(), &partitions)?;
+    info!(topic = %k.topic, partitions = partitions.len(), rebuild = rebuilding.is_some(), "Rollup consuming.");
+
+    let mut r = Rollup {
+        settings,
+        registry,
+        operations: settings.operations().map_err(anyhow::Error::msg)?,
+        engine,
+        store,
+        producer: kafka::client_config(&k.bootstrap, kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?,
+        pending: Pending::default(),
+        stats: Stats::default(),
+        send_dead_letters: rebuilding.is_none(),
+        lock,
+    };
     let batch_wait = Duration::from_millis(settings.rollup.batch_ms);
     let mut flush_at = tokio::time::Instant::now() + batch_wait;
+    let mut next_check = tokio::time::Instant::now() + Duration::from_secs(1);
+    let stall = Duration::from_secs(settings.rollup.stall_seconds);
+    let mut last_record = Instant::now();
     let mut last_log = Instant::now();
-    let mut since_log = 0u64;
+    let mut logged = 0u64;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep_until(flush_at), if pending.events > 0 => {
-                flush(settings, &mut engine, store.as_mut(), &producer, &consumer, &mut pending, &mut stats).await?;
-            }
+            _ = tokio::time::sleep_until(flush_at), if r.pending.events > 0 => r.flush(&consumer).await?,
             received = consumer.recv() => match received {
                 Ok(msg) => {
-                    if pending.events == 0 {
+                    last_record = Instant::now();
+                    if r.pending.events == 0 {
                         flush_at = tokio::time::Instant::now() + batch_wait;
                     }
-                    let incoming = Incoming { key: msg.key(), value: msg.payload() };
-                    stats.consumed += 1;
-                    since_log += 1;
-                    match classify(registry, &operations, &mut engine, incoming) {
-                        Verdict::Counted { changed: Some(id), .. } => {
-                            pending.operations.insert(engine.report(&id.0, &id.1).map(|e| e.operation.clone()).unwrap_or_default());
-                            pending.changed.insert(id);
-                            stats.changed += 1;
-                        }
-                        Verdict::Counted { changed: None, .. } => stats.unchanged += 1,
-                        Verdict::Dead { reason, detail, force, event_id } => {
-                            debug!(partition = msg.partition(), offset = msg.offset(), %reason, %detail, "Dead-lettering.");
-                            let record = DeadLetter {
-                                topic: msg.topic().to_string(),
-                                partition: msg.partition(),
-                                offset: msg.offset(),
-                                reason: reason.code().to_string(),
-                                detail,
-                                force,
-                                event_id,
-                            };
-                            pending.dead.push((record, dlq::Original::of(&msg)));
-                            stats.dead_lettered += 1;
-                        }
-                    }
-                    pending.offsets.insert(msg.partition(), msg.offset() + 1);
-                    pending.events += 1;
-                    if pending.events >= settings.rollup.batch_size {
-                        flush(settings, &mut engine, store.as_mut(), &producer, &consumer, &mut pending, &mut stats).await?;
+                    r.handle(&msg);
+                    if r.pending.events >= settings.rollup.batch_size {
+                        r.flush(&consumer).await?;
                     }
                 }
                 // librdkafka retries broker errors itself; the assignment and
@@ -158,74 +305,50 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             },
+            _ = tokio::time::sleep_until(next_check) => {
+                next_check = tokio::time::Instant::now() + Duration::from_secs(1);
+                // A client that receives nothing while the topic has more is
+                // stuck (librdkafka can stall an assigned partition after a
+                // broker restart): start a fresh one from the store's offsets.
+                if last_record.elapsed() >= stall && behind(&meta, &k.topic, r.store.as_ref()) {
+                    r.flush(&consumer).await?;
+                    warn!(idle_s = last_record.elapsed().as_secs(), "No records although the topic has more; reconnecting the consumer.");
+                    consumer = assigned_consumer(settings, r.store.as_ref(), &partitions)?;
+                    last_record = Instant::now();
+                }
+                // While rebuilding: once caught up and the live rollup has let
+                // go of the store, swap the rebuilt store in.
+                if let Some(target) = rebuilding.take() {
+                    r.flush(&consumer).await?;
+                    rebuilding = rebuild::try_swap(&mut r, &meta, target).await?;
+                }
+            }
         }
-        if last_log.elapsed() >= Duration::from_secs(10) && since_log > 0 {
-            let rate = since_log as f64 / last_log.elapsed().as_secs_f64();
+        if last_log.elapsed() >= Duration::from_secs(10) && r.stats.consumed > logged {
+            let rate = (r.stats.consumed - logged) as f64 / last_log.elapsed().as_secs_f64();
             info!(
-                consumed = stats.consumed,
+                consumed = r.stats.consumed,
                 rate_per_s = rate as u64,
-                reports = engine.report_count(),
+                reports = r.engine.report_count(),
                 "Rollup progress."
             );
             last_log = Instant::now();
-            since_log = 0;
+            logged = r.stats.consumed;
         }
     }
-    flush(settings, &mut engine, store.as_mut(), &producer, &consumer, &mut pending, &mut stats).await?;
-    let secs = started.elapsed().as_secs_f64();
+    r.flush(&consumer).await?;
+    let stats = r.stats;
+    r.store.close()?;
     info!(
         consumed = stats.consumed,
         changed = stats.changed,
         unchanged = stats.unchanged,
         dead_lettered = stats.dead_lettered,
         batches = stats.batches,
-        elapsed_s = format!("{secs:.1}"),
+        elapsed_s = format!("{:.1}", started.elapsed().as_secs_f64()),
         "Rollup stopped."
     );
     Ok(stats)
-}
-
-/// Dead letters first (acknowledged by Kafka), then state + offsets in one
-/// store transaction. A failure returns an error: the process stops, and the
-/// next start resumes from the last committed batch.
-async fn flush(
-    settings: &HubSettings,
-    engine: &mut Engine,
-    store: &mut (dyn Store + Send),
-    producer: &FutureProducer,
-    consumer: &StreamConsumer,
-    pending: &mut Pending,
-    stats: &mut Stats,
-) -> anyhow::Result<()> {
-    if pending.events == 0 {
-        return Ok(());
-    }
-    let p = std::mem::take(pending);
-    let k = &settings.kafka;
-    dlq::send_all(producer, &k.dlq_topic, &p.dead).await?;
-    let registry = Registry::builtin();
-    let mut batch = Batch::default();
-    for (force, event_id) in &p.changed {
-        let e = engine.report(force, event_id).expect("a changed report is in the engine");
-        batch.reports.push((e.clone(), registry.encode(e)));
-    }
-    for op in &p.operations {
-        let totals = engine.totals(op).cloned().unwrap_or_default();
-        batch.totals.push((op.clone(), totals));
-    }
-    batch.dead_letters = p.dead.into_iter().map(|(d, _)| d).collect();
-    batch.offsets = p.offsets.iter().map(|(&part, &next)| (k.topic.clone(), part, next)).collect();
-    store.commit(&batch)?;
-    stats.batches += 1;
-    // The group's offsets only show lag to operators; the store's are the truth.
-    let mut tpl = TopicPartitionList::new();
-    for (&part, &next) in &p.offsets {
-        tpl.add_partition_offset(&k.topic, part, Offset::Offset(next))?;
-    }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-        debug!(error = %e, "Group offset commit failed (informational only).");
-    }
-    Ok(())
 }
 
 /// One partition's position: the topic's end against the store's next offset.

@@ -21,7 +21,9 @@ pub enum StoreError {
     Io { path: String, source: std::io::Error },
 }
 
-/// A record sent to the dead-letter topic, as the hub remembers it.
+/// A dead-lettered record, as the hub remembers it. The original bytes are
+/// kept so that a corrected configuration can replay it, and so that a
+/// rebuilt store can send what the old one never sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {
     pub topic: String,
@@ -31,7 +33,23 @@ pub struct DeadLetter {
     pub detail: String,
     pub force: Option<String>,
     pub event_id: Option<String>,
+    pub original: Original,
+    /// Whether it is on the dead-letter topic.
+    pub sent: bool,
+    /// Whether `dlq replay` has re-submitted it.
+    pub replayed: bool,
 }
+
+/// The record as it arrived: key, value and headers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Original {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The position of a record: `(topic, partition, offset)`.
+pub type Position = (String, i32, i64);
 
 /// Everything one batch changes, committed atomically.
 #[derive(Default, Debug)]
@@ -58,11 +76,22 @@ pub trait Store {
     /// The next offset to read for each partition of `topic`.
     fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError>;
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+    /// Finishes with the store: for SQLite, folds the WAL back in so that the
+    /// file stands alone (a rebuilt store is renamed into place).
+    fn close(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// What readers (report, API) need from a store.
 pub trait TotalsReader {
     fn totals(&self, operation: &str) -> Result<Option<OperationTotals>, StoreError>;
-    /// Dead-lettered records of the whole hub, by reason code.
+    /// Dead-lettered records of the whole hub not (yet) replayed, by reason code.
     fn dead_letter_counts(&self) -> Result<BTreeMap<String, i64>, StoreError>;
+}
+
+/// The dead-letter log, for `dlq list`, `dlq replay` and rebuilds.
+pub trait DeadLetterLog {
+    /// All dead letters, or those of one reason, in source order.
+    fn dead_letters(&self, reason: Option<&str>) -> Result<Vec<DeadLetter>, StoreError>;
+    fn mark_sent(&mut self, positions: &[Position]) -> Result<(), StoreError>;
+    fn mark_replayed(&mut self, positions: &[Position]) -> Result<(), StoreError>;
 }

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
-use super::{Batch, Store, StoreError, TotalsReader};
+use super::{Batch, DeadLetter, DeadLetterLog, Position, Store, StoreError, TotalsReader};
 use crate::domain::{OperationTotals, Totals};
 
 const SCHEMA: &str = "
@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     detail     TEXT NOT NULL,
     force      TEXT,
     event_id   TEXT,
+    original   BLOB NOT NULL,         -- JSON of the key, value and headers as they arrived
+    sent       INTEGER NOT NULL,      -- on the dead-letter topic
+    replayed   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic, partition, offset)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS offsets (
@@ -84,28 +87,6 @@ impl SqliteStore {
     pub fn path(&self) -> &str {
         &self.path
     }
-
-    /// Dead-letter records, newest last.
-    pub fn dead_letters(&self) -> Result<Vec<super::DeadLetter>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT topic, partition, offset, reason, detail, force, event_id FROM dead_letters ORDER BY topic, partition, offset")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(super::DeadLetter {
-                    topic: r.get(0)?,
-                    partition: r.get(1)?,
-                    offset: r.get(2)?,
-                    reason: r.get(3)?,
-                    detail: r.get(4)?,
-                    force: r.get(5)?,
-                    event_id: r.get(6)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
-    }
 }
 
 impl Store for SqliteStore {
@@ -152,13 +133,26 @@ impl Store for SqliteStore {
             }
             let mut dl = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO dead_letters (topic, partition, offset, reason, detail, force, event_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR IGNORE INTO dead_letters
+                     (topic, partition, offset, reason, detail, force, event_id, original, sent, replayed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(err)?;
             for d in &batch.dead_letters {
-                dl.execute(params![d.topic, d.partition, d.offset, d.reason, d.detail, d.force, d.event_id])
-                    .map_err(err)?;
+                let original = serde_json::to_vec(&d.original).expect("bytes and strings serialise");
+                dl.execute(params![
+                    d.topic,
+                    d.partition,
+                    d.offset,
+                    d.reason,
+                    d.detail,
+                    d.force,
+                    d.event_id,
+                    original,
+                    d.sent,
+                    d.replayed
+                ])
+                .map_err(err)?;
             }
             let mut off = tx
                 .prepare_cached(
@@ -171,6 +165,10 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(err)
+    }
+
+    fn close(self: Box<Self>) -> Result<(), StoreError> {
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;").map_err(|e| self.err(e))
     }
 }
 
@@ -196,28 +194,75 @@ impl TotalsReader for SqliteStore {
     }
 
     fn dead_letter_counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
-        let mut st =
-            self.conn.prepare("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason").map_err(|e| self.err(e))?;
+        let mut st = self
+            .conn
+            .prepare("SELECT reason, COUNT(*) FROM dead_letters WHERE replayed = 0 GROUP BY reason")
+            .map_err(|e| self.err(e))?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 }
 
+impl DeadLetterLog for SqliteStore {
+    fn dead_letters(&self, reason: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT topic, partition, offset, reason, detail, force, event_id, original, sent, replayed
+                 FROM dead_letters WHERE ?1 IS NULL OR reason = ?1 ORDER BY topic, partition, offset",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([reason], |r| {
+                let original: Vec<u8> = r.get(7)?;
+                Ok(DeadLetter {
+                    topic: r.get(0)?,
+                    partition: r.get(1)?,
+                    offset: r.get(2)?,
+                    reason: r.get(3)?,
+                    detail: r.get(4)?,
+                    force: r.get(5)?,
+                    event_id: r.get(6)?,
+                    original: serde_json::from_slice(&original).unwrap_or_default(),
+                    sent: r.get(8)?,
+                    replayed: r.get(9)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    fn mark_sent(&mut self, positions: &[Position]) -> Result<(), StoreError> {
+        self.set_flag("sent", positions)
+    }
+
+    fn mark_replayed(&mut self, positions: &[Position]) -> Result<(), StoreError> {
+        self.set_flag("replayed", positions)
+    }
+}
+
 impl SqliteStore {
-    /// Whether the store has ever been written by a rollup.
-    pub fn is_initialised(&self) -> Result<bool, StoreError> {
-        self.conn
-            .query_row("SELECT 1 FROM sqlite_master WHERE name = 'offsets'", [], |_| Ok(()))
-            .optional()
-            .map(|o| o.is_some())
-            .map_err(|e| self.err(e))
+    fn set_flag(&mut self, column: &str, positions: &[Position]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            // `column` is one of two literals above, never input.
+            let sql =
+                format!("UPDATE dead_letters SET {column} = 1 WHERE topic = ?1 AND partition = ?2 AND offset = ?3");
+            let mut st = tx.prepare(&sql).map_err(err)?;
+            for (t, p, o) in positions {
+                st.execute(params![t, p, o]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::DeadLetter;
+    use crate::store::{DeadLetter, Original};
 
     #[test]
     fn a_batch_commits_totals_offsets_and_dead_letters_together() {
@@ -234,6 +279,9 @@ mod tests {
             detail: "d".into(),
             force: None,
             event_id: None,
+            original: Original { key: Some(b"k".to_vec()), value: None, headers: vec![("h".into(), None)] },
+            sent: true,
+            replayed: false,
         };
         let batch = Batch {
             totals: vec![("OP".into(), t.clone())],

@@ -43,6 +43,13 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
+    // The rollup's logs, shown with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let topic = unique("test.outcomes");
     HubSettings {
         kafka: HubKafka {
@@ -54,7 +61,7 @@ pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
             librdkafka: BTreeMap::new(),
         },
         store: jointops::config::StoreSettings { path: dir.join("hub.sqlite") },
-        rollup: jointops::config::RollupSettings { batch_size: 2000, batch_ms: 50 },
+        rollup: jointops::config::RollupSettings { batch_size: 2000, batch_ms: 50, stall_seconds: 5 },
         operations,
     }
 }
