@@ -221,6 +221,11 @@ async fn hostile_input_is_dead_lettered_and_only_valid_events_count() {
         .collect();
     let want: BTreeMap<i64, String> = expected_reason.iter().map(|(o, r)| (*o, r.to_string())).collect();
     assert_eq!(got, want, "each hostile record at its offset with its reason");
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in want.values() {
+        *by_reason.entry(r.as_str()).or_default() += 1;
+    }
+    println!("{} hostile records dead-lettered by reason: {by_reason:?}", want.len());
 
     let mut reference = Engine::new();
     for e in valid {

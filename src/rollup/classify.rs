@@ -136,4 +136,43 @@ mod tests {
         assert_eq!(reason(v), Some(Reason::Undecodable));
         assert_eq!(engine.totals("OP").unwrap().joint.arrests, 1, "only the good event counts");
     }
+
+    proptest::proptest! {
+        /// Whatever arrives, classification neither panics nor counts
+        /// anything that is not a valid event under its identity key.
+        #[test]
+        fn arbitrary_records_never_panic_and_only_valid_events_count(
+            key in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            framed in proptest::prelude::any::<bool>(),
+        ) {
+            let reg = Registry::builtin();
+            let mut value = Vec::new();
+            if framed {
+                value.extend_from_slice(&crate::codec::MAGIC);
+                value.extend_from_slice(&reg.current().fingerprint.to_le_bytes());
+            }
+            value.extend_from_slice(&tail);
+            let mut engine = Engine::new();
+            let verdict = classify(reg, &ops(), &mut engine, Incoming { key: key.as_deref(), value: Some(&value) });
+            if let Verdict::Counted { .. } = verdict {
+                let e = reg.decode(&value).unwrap();
+                proptest::prop_assert!(e.validate().is_ok());
+                let identity = e.identity_key();
+                proptest::prop_assert_eq!(key.as_deref(), Some(identity.as_bytes()));
+            }
+        }
+
+        /// Valid events with one spoiled byte: still never a panic.
+        #[test]
+        fn spoiled_valid_events_never_panic(at in 0usize..200, byte in proptest::prelude::any::<u8>()) {
+            let reg = Registry::builtin();
+            let e = ev();
+            let mut value = reg.encode(&e);
+            let i = at % value.len();
+            value[i] = byte;
+            let mut engine = Engine::new();
+            let _ = classify(reg, &ops(), &mut engine, Incoming { key: Some(e.identity_key().as_bytes()), value: Some(&value) });
+        }
+    }
 }
