@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::codec::Registry;
 use crate::config::{AgentSettings, HubSettings};
 use crate::report::{self, Format};
-use crate::store::{DeadLetterLog, SqliteStore, TotalsReader};
+use crate::store::{AccessStore, DeadLetterLog, SqliteStore, TotalsReader};
 use crate::telemetry::LogFormat;
 use crate::{agent, rollup};
 
@@ -42,6 +42,29 @@ pub enum Command {
         #[arg(long)]
         rebuild: bool,
     },
+    /// The coordinators' HTTP API and dashboard, on `[api] listen`; until SIGINT/SIGTERM.
+    Serve {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Also run the rollup in this process (otherwise run it separately on the same store).
+        #[arg(long)]
+        rollup: bool,
+    },
+    /// Bearer tokens for the API: issue (printed once, stored hashed), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The access log: every read of figures, who, what, when and why.
+    Audit {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Only entries at or after this moment (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Dead-lettered records: list them, or replay them after a configuration fix.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -64,6 +87,13 @@ pub enum Command {
         operation: String,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// The figures as they stood at this moment (RFC 3339): every
+        /// revision that had reached the topic by then.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Print what changed since this moment (RFC 3339) up to --as-of (or now).
+        #[arg(long)]
+        diff_from: Option<String>,
     },
     /// Schema versions in `schemas/`.
     #[command(subcommand)]
@@ -114,6 +144,38 @@ pub enum AgentCommand {
         config: PathBuf,
         /// The inbox folder; done/ and failed/ are created inside it.
         inbox: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Issue a token and print it once; only its hash is kept.
+    Issue {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// coordinator, or force:CODE for a force's liaison officer.
+        #[arg(long)]
+        role: String,
+        /// An operation the token may read (repeat); none: every operation.
+        #[arg(long = "operation")]
+        operations: Vec<String>,
+        /// Who holds it, for the access log's readers.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Issued tokens (ids, roles, operations; never the tokens).
+    List {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        id: String,
     },
 }
 
@@ -204,6 +266,72 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve { config, rollup } => {
+            let settings = HubSettings::load(&config)?;
+            let listener = tokio::net::TcpListener::bind(&settings.api.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.api.listen))?;
+            if rollup {
+                let store = SqliteStore::open(&settings.store.path)?;
+                let s = settings.clone();
+                let rollup = tokio::spawn(async move { rollup::run(&s, Box::new(store), shutdown_signal()).await });
+                crate::api::serve(settings, listener, shutdown_signal()).await?;
+                rollup.await??;
+            } else {
+                crate::api::serve(settings, listener, shutdown_signal()).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Issue { config, role, operations, label }) => {
+            let settings = HubSettings::load(&config)?;
+            let role = crate::access::Role::parse(&role).map_err(anyhow::Error::msg)?;
+            let known = settings.operations().map_err(anyhow::Error::msg)?;
+            for op in &operations {
+                anyhow::ensure!(known.get(op).is_some(), "operation {op:?} is not in {}", config.display());
+            }
+            let (token, hash) = crate::access::new_token();
+            let grant = crate::access::Grant {
+                id: crate::access::token_id(&hash),
+                role,
+                operations: (!operations.is_empty()).then_some(operations),
+                label,
+                created_at: chrono::Utc::now().timestamp_millis(),
+                revoked_at: None,
+            };
+            SqliteStore::open(&settings.store.path)?.add_token(&hash, &grant)?;
+            eprintln!("Token {} issued for {}; it is shown only now:", grant.id, grant.role);
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::List { config }) => {
+            let settings = HubSettings::load(&config)?;
+            for g in SqliteStore::open(&settings.store.path)?.tokens()? {
+                let ops = g.operations.as_ref().map_or("all operations".to_string(), |o| o.join(","));
+                let state =
+                    g.revoked_at.map_or("active".to_string(), |t| format!("revoked {}", crate::domain::fmt_millis(t)));
+                println!("{}  {:<14} {:<28} {:<24} {}", g.id, g.role, ops, state, g.label);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Revoke { config, id }) => {
+            let settings = HubSettings::load(&config)?;
+            let done =
+                SqliteStore::open(&settings.store.path)?.revoke_token(&id, chrono::Utc::now().timestamp_millis())?;
+            anyhow::ensure!(done, "no active token {id}");
+            println!("revoked {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { config, since, format } => {
+            let settings = HubSettings::load(&config)?;
+            let since = since
+                .as_deref()
+                .map(|t| crate::config::parse_instant("--since", t))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let log = SqliteStore::open(&settings.store.path)?.access_log(since.unwrap_or(i64::MIN))?;
+            print!("{}", report::access_log(&log, format)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dlq(DlqCommand::List { config, reason, format }) => {
             let settings = HubSettings::load(&config)?;
             anyhow::ensure!(settings.store.path.exists(), "no store at {}", settings.store.path.display());
@@ -225,14 +353,28 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Lag { config, wait } => lag(&HubSettings::load(&config)?, wait),
-        Command::Report { config, operation, format } => {
+        Command::Report { config, operation, format, as_of, diff_from } => {
             let settings = HubSettings::load(&config)?;
             let path = &settings.store.path;
             anyhow::ensure!(path.exists(), "no store at {}: has the rollup run yet?", path.display());
             let store = SqliteStore::open_read(path)?;
-            let totals = store.totals(&operation)?.unwrap_or_default();
-            if settings.operations().map_err(anyhow::Error::msg)?.get(&operation).is_none() {
+            let operations = settings.operations().map_err(anyhow::Error::msg)?;
+            if operations.get(&operation).is_none() {
                 eprintln!("warning: operation {operation:?} is not in {}", config.display());
+            }
+            let at = as_of
+                .as_deref()
+                .map(|t| crate::config::parse_instant("--as-of", t))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let mut totals = match at {
+                None => store.totals(&operation)?.unwrap_or_default(),
+                Some(at) => crate::asof::totals_as_of(&store, &operations, &operation, at)?,
+            };
+            if let Some(from) = &diff_from {
+                let from = crate::config::parse_instant("--diff-from", from).map_err(anyhow::Error::msg)?;
+                let before = crate::asof::totals_as_of(&store, &operations, &operation, from)?;
+                totals = crate::asof::diff(&before, &totals);
             }
             let dead = store.dead_letter_counts()?;
             match format {

@@ -82,7 +82,27 @@ pub struct HubSettings {
     #[serde(default)]
     pub rollup: RollupSettings,
     #[serde(default)]
+    pub api: ApiSettings,
+    #[serde(default)]
     pub operations: Vec<OperationSettings>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Address `jointops serve` listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { listen: default_listen() }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -271,7 +291,10 @@ impl HubSettings {
                     Some(list.iter().cloned().collect())
                 }
             };
-            ops.push(Operation { id: o.id.clone(), name: o.name.clone(), starts, ends, forces });
+            let utc_offset_ms = chrono::DateTime::parse_from_rfc3339(&o.starts)
+                .map(|t| i64::from(t.offset().local_minus_utc()) * 1000)
+                .unwrap_or(0);
+            ops.push(Operation { id: o.id.clone(), name: o.name.clone(), starts, ends, forces, utc_offset_ms });
         }
         Ok(Operations::new(ops))
     }

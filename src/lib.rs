@@ -2,6 +2,8 @@
 //!
 //! Module map (what lives where, and what does not):
 //!
+//! - [`access`]: roles and what each may see; token generation and hashing.
+//!   Pure: tokens and the access log live in the store.
 //! - [`domain`]: pure. Events, validity, the hub's operations (R6), the
 //!   counting engine (R1–R5) and totals. No I/O, no Kafka, SQL or Avro.
 //! - [`codec`]: Avro single-object encoding of events: the schema versions in
@@ -12,7 +14,11 @@
 //! - [`rollup`]: the hub's consumer loop: decode → check → apply → dead-letter
 //!   → persist in batches, with offsets in the same transaction as the state.
 //! - [`store`]: the narrow store trait and its SQLite implementation.
+//! - [`api`]: `jointops serve`, the HTTP API and dashboard (axum): bearer
+//!   tokens, per-role filtering, the access log. Reads the store only.
 //! - [`report`]: totals → table / JSON / CSV.
+//! - [`asof`]: totals as they stood at a moment, and the difference between
+//!   two moments, recomputed from the store's history by the engine.
 //! - [`kafka`]: shared rdkafka client settings, topic creation and lag.
 //! - [`loadgen`]: a deterministic synthetic event stream for benchmarks and
 //!   crash tests (pure).
@@ -20,7 +26,10 @@
 //!   validated once at start-up.
 //! - [`cli`], [`telemetry`]: command line and logging; `main.rs` only wires.
 
+pub mod access;
 pub mod agent;
+pub mod api;
+pub mod asof;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -55,6 +55,10 @@ pub struct OperationTotals {
     pub joint: Totals,
     /// Only forces with at least one active outcome have a row.
     pub forces: BTreeMap<String, Totals>,
+    /// Joint totals by the day the outcome occurred (its lead's
+    /// `occurred_at`), in the operation's local offset; only days with an
+    /// active outcome have a row.
+    pub days: BTreeMap<Day, Totals>,
 }
 
 /// One real-world outcome: every report sharing an identity key (R4).
@@ -67,10 +71,18 @@ struct Group {
 struct Contribution {
     measures: Totals,
     forces: BTreeSet<String>,
+    day: Day,
 }
+
+/// A calendar day, counted in days since 1970-01-01 in some fixed offset.
+pub type Day = i64;
+
+const DAY_MS: i64 = 86_400_000;
 
 #[derive(Default)]
 pub struct Engine {
+    /// Each operation's offset from UTC, in ms, for its per-day totals.
+    day_offsets: HashMap<String, i64>,
     reports: HashMap<ReportId, OutcomeEvent>,
     groups: HashMap<String, Group>,
     totals: HashMap<String, OperationTotals>,
@@ -79,6 +91,12 @@ pub struct Engine {
 impl Engine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Counts per-day totals of `operation` in days of this offset from UTC
+    /// (e.g. +01:00 for a week in British Summer Time). Set before applying.
+    pub fn set_day_offset(&mut self, operation: &str, offset_ms: i64) {
+        self.day_offsets.insert(operation.to_string(), offset_ms);
     }
 
     /// Applies one event that already passed validation and the hub's
@@ -148,7 +166,9 @@ impl Engine {
         let forces: BTreeSet<String> = active.iter().map(|e| e.force.clone()).collect();
         let mut measures = Totals::measures(&lead.outcome);
         measures.joint_outcomes = i64::from(forces.len() >= 2);
-        Some(Contribution { measures, forces })
+        let offset = self.day_offsets.get(&lead.operation).copied().unwrap_or(0);
+        let day = (lead.occurred_at + offset).div_euclid(DAY_MS);
+        Some(Contribution { measures, forces, day })
     }
 
     pub fn totals(&self, operation: &str) -> Option<&OperationTotals> {
@@ -171,6 +191,11 @@ impl Engine {
 
 fn add(totals: &mut OperationTotals, c: &Contribution, sign: i64) {
     totals.joint.add_scaled(&c.measures, sign);
+    let day = totals.days.entry(c.day).or_default();
+    day.add_scaled(&c.measures, sign);
+    if day.is_zero() {
+        totals.days.remove(&c.day);
+    }
     for force in &c.forces {
         let row = totals.forces.entry(force.clone()).or_default();
         row.add_scaled(&c.measures, sign);

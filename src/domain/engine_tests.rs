@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use proptest::prelude::*;
 
 use super::*;
+use crate::domain::engine::Day;
 
 const T0: Millis = 1_696_806_000_000; // 2023-10-09T00:00:00+01:00
 
@@ -149,6 +150,27 @@ fn r5_each_force_is_credited_and_joint_outcomes_counts_multi_force_outcomes() {
 }
 
 #[test]
+fn days_follow_the_lead_report_in_the_operation_offset() {
+    let mut e = Engine::new();
+    e.set_day_offset("OP", 3_600_000); // +01:00
+                                       // 2023-10-09T23:30:00Z is 10 October at +01:00.
+    let mut a = event("MPS", "a", 1, Some("J"), arrest());
+    a.occurred_at = 1_696_894_200_000;
+    a.reported_at = T0 + 10;
+    e.apply(a.clone()).unwrap();
+    let days: Vec<Day> = e.totals("OP").unwrap().days.keys().copied().collect();
+    assert_eq!(days, [19_640]); // 2023-10-10
+                                // A later report of the same outcome, on another day, takes the lead and moves it.
+    let mut b = event("KENT", "b", 1, Some("J"), arrest());
+    b.occurred_at = 1_696_894_200_000 + 86_400_000;
+    b.reported_at = T0 + 20;
+    e.apply(b).unwrap();
+    let t = e.totals("OP").unwrap();
+    assert_eq!(t.days.keys().copied().collect::<Vec<_>>(), [19_641]);
+    assert_eq!(t.days[&19_641].arrests, 1);
+}
+
+#[test]
 fn two_reports_of_one_force_with_one_ref_are_not_a_joint_outcome() {
     let mut e = Engine::new();
     e.apply(event("MPS", "a", 1, Some("J"), arrest())).unwrap();
@@ -187,6 +209,7 @@ fn reference(events: &[OutcomeEvent]) -> BTreeMap<String, OperationTotals> {
         m.joint_outcomes = if forces.len() > 1 { 1 } else { 0 };
         let op = out.entry(lead.operation.clone()).or_default();
         op.joint.add_scaled(&m, 1);
+        op.days.entry(lead.occurred_at.div_euclid(86_400_000)).or_default().add_scaled(&m, 1);
         for f in forces {
             op.forces.entry(f.to_string()).or_default().add_scaled(&m, 1);
         }
@@ -236,7 +259,7 @@ fn valid_set() -> impl Strategy<Value = Vec<OutcomeEvent>> {
                         revision: i as i32 + 1,
                         force: forces[f].into(),
                         operation: ["OP", "OQ"][op].into(),
-                        occurred_at: T0,
+                        occurred_at: T0 + (n % 3) * 86_400_000,
                         reported_at: T0 + at,
                         withdrawn,
                         joint_ref: joint.map(|j| format!("j{j}")),

@@ -16,6 +16,9 @@ pub struct Operation {
     pub ends: Millis,
     /// `None`: any force may report.
     pub forces: Option<BTreeSet<String>>,
+    /// The offset of `starts` as written (e.g. +01:00): per-day totals are
+    /// days in this offset.
+    pub utc_offset_ms: i64,
 }
 
 /// The hub's operations, checked against every valid event before counting.
@@ -31,6 +34,19 @@ impl Operations {
 
     pub fn get(&self, id: &str) -> Option<&Operation> {
         self.by_id.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Operation> {
+        self.by_id.values()
+    }
+
+    /// An engine that counts per-day totals in each operation's offset.
+    pub fn engine(&self) -> super::Engine {
+        let mut engine = super::Engine::new();
+        for op in self.by_id.values() {
+            engine.set_day_offset(&op.id, op.utc_offset_ms);
+        }
+        engine
     }
 
     /// R6: `Err` with the reason code and a detail naming the values.

@@ -73,6 +73,7 @@ mod tests {
             starts: T - 1000,
             ends: T + 1000,
             forces: Some(["MPS".to_string()].into()),
+            utc_offset_ms: 0,
         }])
     }
 

@@ -7,7 +7,7 @@ mod dlq;
 mod rebuild;
 pub mod replay;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use crate::codec::Registry;
 use crate::config::HubSettings;
 use crate::domain::{Engine, Operations};
 use crate::kafka;
-use crate::store::{Batch, DeadLetter, SqliteStore, Store};
+use crate::store::{Batch, DeadLetter, HistoryRow, SqliteStore, Store};
 use classify::{classify, Incoming, Verdict};
 
 /// Counters of one run, for the closing log line and for tests.
@@ -39,7 +39,8 @@ pub struct Stats {
 #[derive(Default)]
 struct Pending {
     events: usize,
-    changed: HashSet<(String, String)>,
+    /// Every revision applied, in order; the last one of a report is its state.
+    history: Vec<HistoryRow>,
     operations: BTreeSet<String>,
     dead: Vec<DeadLetter>,
     offsets: BTreeMap<i32, i64>,
@@ -47,8 +48,8 @@ struct Pending {
 
 /// Rebuilds the engine from the store's reports (the state is a set, so the
 /// order does not matter).
-pub fn load_engine(store: &dyn Store, registry: &Registry) -> anyhow::Result<Engine> {
-    let mut engine = Engine::new();
+pub fn load_engine(store: &dyn Store, registry: &Registry, operations: &Operations) -> anyhow::Result<Engine> {
+    let mut engine = operations.engine();
     for (force, event_id, value) in store.reports()? {
         let event = registry.decode(&value).map_err(|e| {
             anyhow::anyhow!("stored report {force}/{event_id} cannot be decoded: {e}; rebuild the store from the topic")
@@ -100,11 +101,20 @@ impl Rollup<'_> {
         let incoming = Incoming { key: msg.key(), value: msg.payload() };
         self.stats.consumed += 1;
         match classify(self.registry, &self.operations, &mut self.engine, incoming) {
-            Verdict::Counted { changed: Some(id), .. } => {
-                if let Some(e) = self.engine.report(&id.0, &id.1) {
-                    self.pending.operations.insert(e.operation.clone());
-                }
-                self.pending.changed.insert(id);
+            Verdict::Counted { changed: Some((force, event_id)), .. } => {
+                let e = self.engine.report(&force, &event_id).expect("a changed report is in the engine");
+                self.pending.operations.insert(e.operation.clone());
+                // When the record reached the topic: as-of figures then read
+                // the same after a rebuild.
+                let at = msg.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+                self.pending.history.push(HistoryRow {
+                    revision: e.revision,
+                    operation: e.operation.clone(),
+                    at,
+                    value: self.registry.encode(e),
+                    force,
+                    event_id,
+                });
                 self.stats.changed += 1;
             }
             Verdict::Counted { changed: None, .. } => self.stats.unchanged += 1,
@@ -149,13 +159,18 @@ impl Rollup<'_> {
             }
         }
         let mut batch = Batch::default();
-        for (force, event_id) in &p.changed {
+        let mut last: HashMap<(&str, &str), &HistoryRow> = HashMap::new();
+        for h in &p.history {
+            last.insert((&h.force, &h.event_id), h);
+        }
+        for ((force, event_id), h) in last {
             let e = self.engine.report(force, event_id).expect("a changed report is in the engine");
-            batch.reports.push((e.clone(), self.registry.encode(e)));
+            batch.reports.push((e.clone(), h.value.clone()));
         }
         for op in &p.operations {
             batch.totals.push((op.clone(), self.engine.totals(op).cloned().unwrap_or_default()));
         }
+        batch.history = p.history;
         batch.dead_letters = p.dead;
         batch.offsets = p.offsets.iter().map(|(&part, &next)| (k.topic.clone(), part, next)).collect();
         self.store.commit(&batch)?;
@@ -248,7 +263,8 @@ async fn consume(
     };
     let registry = Registry::builtin();
     let started = Instant::now();
-    let engine = load_engine(store.as_ref(), registry)?;
+    let operations = settings.operations().map_err(anyhow::Error::msg)?;
+    let engine = load_engine(store.as_ref(), registry, &operations)?;
     info!(
         reports = engine.report_count(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -265,7 +281,7 @@ async fn consume(
     let mut r = Rollup {
         settings,
         registry,
-        operations: settings.operations().map_err(anyhow::Error::msg)?,
+        operations,
         engine,
         store,
         producer: kafka::client_config(&k.bootstrap, kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?,

@@ -3,11 +3,13 @@
 //! transaction per batch. SQLite by default; a shared PostgreSQL store can
 //! implement the same trait.
 
+pub mod access;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
-pub use sqlite::SqliteStore;
+pub use access::{Access, AccessStore};
+pub use sqlite::{day_number, day_text, SqliteStore};
 
 use crate::domain::{OperationTotals, OutcomeEvent};
 
@@ -51,11 +53,27 @@ pub struct Original {
 /// The position of a record: `(topic, partition, offset)`.
 pub type Position = (String, i32, i64);
 
+/// One applied revision and when it reached the topic (its Kafka
+/// timestamp): the history behind as-of figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub force: String,
+    pub event_id: String,
+    pub revision: i32,
+    pub operation: String,
+    /// Milliseconds since the epoch.
+    pub at: i64,
+    /// Single-object encoding of the revision.
+    pub value: Vec<u8>,
+}
+
 /// Everything one batch changes, committed atomically.
 #[derive(Default, Debug)]
 pub struct Batch {
     /// Reports whose state changed: the event and its single-object encoding.
     pub reports: Vec<(OutcomeEvent, Vec<u8>)>,
+    /// Every revision applied in the batch, in order.
+    pub history: Vec<HistoryRow>,
     /// The full totals of every operation the batch touched.
     pub totals: Vec<(String, OperationTotals)>,
     pub dead_letters: Vec<DeadLetter>,
@@ -65,7 +83,11 @@ pub struct Batch {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.reports.is_empty() && self.totals.is_empty() && self.dead_letters.is_empty() && self.offsets.is_empty()
+        self.reports.is_empty()
+            && self.history.is_empty()
+            && self.totals.is_empty()
+            && self.dead_letters.is_empty()
+            && self.offsets.is_empty()
     }
 }
 
@@ -86,6 +108,11 @@ pub trait TotalsReader {
     fn totals(&self, operation: &str) -> Result<Option<OperationTotals>, StoreError>;
     /// Dead-lettered records of the whole hub not (yet) replayed, by reason code.
     fn dead_letter_counts(&self) -> Result<BTreeMap<String, i64>, StoreError>;
+    /// Every revision of `operation` that reached the topic at or before
+    /// `at` (ms), encoded: the input of as-of totals.
+    fn history_until(&self, operation: &str, at: i64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// A number that changes whenever the totals may have changed.
+    fn version(&self) -> Result<i64, StoreError>;
 }
 
 /// The dead-letter log, for `dlq list`, `dlq replay` and rebuilds.

@@ -6,6 +6,7 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 
 use super::{Batch, DeadLetter, DeadLetterLog, Position, Store, StoreError, TotalsReader};
+use crate::domain::engine::Day;
 use crate::domain::{OperationTotals, Totals};
 
 const SCHEMA: &str = "
@@ -18,9 +19,23 @@ CREATE TABLE IF NOT EXISTS reports (
     value     BLOB NOT NULL,          -- single-object encoded current state
     PRIMARY KEY (force, event_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    force     TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    revision  INTEGER NOT NULL,
+    operation TEXT NOT NULL,
+    at        INTEGER NOT NULL,       -- Kafka timestamp (ms) of the record
+    value     BLOB NOT NULL,
+    PRIMARY KEY (force, event_id, revision)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_by_time ON history (operation, at);
+CREATE TABLE IF NOT EXISTS batches (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    n         INTEGER NOT NULL        -- bumped by every committed batch
+);
 CREATE TABLE IF NOT EXISTS totals (
     operation TEXT NOT NULL,
-    scope     TEXT NOT NULL,          -- '' for the joint totals, else a force code
+    scope     TEXT NOT NULL,          -- '' joint, a force code, or '@YYYY-MM-DD' for a day's joint totals
     name      TEXT NOT NULL,
     value     INTEGER NOT NULL,
     PRIMARY KEY (operation, scope, name)
@@ -47,7 +62,7 @@ CREATE TABLE IF NOT EXISTS offsets (
 ";
 
 pub struct SqliteStore {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: String,
 }
 
@@ -60,6 +75,7 @@ impl SqliteStore {
         }
         let s = Self::connect(path)?;
         s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
+        s.conn.execute_batch(super::access::SCHEMA).map_err(|e| s.err(e))?;
         Ok(s)
     }
 
@@ -80,7 +96,7 @@ impl SqliteStore {
         Ok(s)
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
+    pub(super) fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite { path: self.path.clone(), source }
     }
 
@@ -118,19 +134,33 @@ impl Store for SqliteStore {
                 put.execute(params![e.force, e.event_id, e.revision, e.operation, e.identity_key(), value])
                     .map_err(err)?;
             }
+            let mut hist = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO history (force, event_id, revision, operation, at, value)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(err)?;
+            for h in &batch.history {
+                hist.execute(params![h.force, h.event_id, h.revision, h.operation, h.at, h.value]).map_err(err)?;
+            }
             let mut clear = tx.prepare_cached("DELETE FROM totals WHERE operation = ?1").map_err(err)?;
             let mut total = tx
                 .prepare_cached("INSERT INTO totals (operation, scope, name, value) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(err)?;
             for (op, t) in &batch.totals {
                 clear.execute([op]).map_err(err)?;
-                for (scope, row) in std::iter::once(("", &t.joint)).chain(t.forces.iter().map(|(f, r)| (f.as_str(), r)))
-                {
+                let days = t.days.iter().map(|(d, r)| (format!("@{}", day_text(*d)), r));
+                let scopes = std::iter::once((String::new(), &t.joint))
+                    .chain(t.forces.iter().map(|(f, r)| (f.clone(), r)))
+                    .chain(days);
+                for (scope, row) in scopes {
                     for (name, value) in row.iter() {
                         total.execute(params![op, scope, name, value]).map_err(err)?;
                     }
                 }
             }
+            tx.execute("INSERT INTO batches (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1", [])
+                .map_err(err)?;
             let mut dl = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO dead_letters
@@ -184,8 +214,13 @@ impl TotalsReader for SqliteStore {
         for row in rows {
             let (scope, name, value) = row.map_err(|e| self.err(e))?;
             any = true;
-            let target =
-                if scope.is_empty() { &mut out.joint } else { out.forces.entry(scope).or_insert_with(Totals::default) };
+            let target = if scope.is_empty() {
+                &mut out.joint
+            } else if let Some(day) = scope.strip_prefix('@').and_then(day_number) {
+                out.days.entry(day).or_default()
+            } else {
+                out.forces.entry(scope).or_insert_with(Totals::default)
+            };
             if let Some(slot) = target.get_mut(&name) {
                 *slot = value;
             }
@@ -201,6 +236,31 @@ impl TotalsReader for SqliteStore {
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
+
+    fn history_until(&self, operation: &str, at: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT value FROM history WHERE operation = ?1 AND at <= ?2")
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map(params![operation, at], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    fn version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COALESCE((SELECT n FROM batches WHERE id = 1), 0)", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// `Day` 19640 ↔ "2023-10-10": days are stored readable.
+pub fn day_text(day: Day) -> String {
+    chrono::DateTime::from_timestamp(day * 86_400, 0).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+pub fn day_number(text: &str) -> Option<Day> {
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days())
 }
 
 impl DeadLetterLog for SqliteStore {

@@ -62,6 +62,7 @@ pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
         },
         store: jointops::config::StoreSettings { path: dir.join("hub.sqlite") },
         rollup: jointops::config::RollupSettings { batch_size: 2000, batch_ms: 50, stall_seconds: 5 },
+        api: jointops::config::ApiSettings { listen: "127.0.0.1:0".into() },
         operations,
     }
 }
