@@ -44,6 +44,16 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
 
+step "Chromium and playwright-core (the dashboard's real-browser test)"
+if [[ ! -x /usr/bin/chromium ]]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+command -v npm >/dev/null || { echo "node/npm (Node 20 or later) is missing: the browser test needs it" >&2; exit 1; }
+if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+/usr/bin/chromium --version 2>/dev/null || true
+
 step "cargo test"
 cargo test
 
