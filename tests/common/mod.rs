@@ -288,3 +288,60 @@ pub fn synthetic_export(operation: &str, rows: usize, version: u64) -> Synthetic
     }
     SyntheticExport { csv, rows, people_engaged, arrests }
 }
+
+/// Like `send_events`, with the records' Kafka timestamp set to `at` (ms):
+/// as-of figures are defined by it.
+pub async fn send_events_at(p: &FutureProducer, topic: &str, events: &[OutcomeEvent], at: i64) {
+    let registry = jointops::codec::Registry::builtin();
+    let encoded: Vec<(String, Vec<u8>)> = events.iter().map(|e| (e.identity_key(), registry.encode(e))).collect();
+    let sends = encoded
+        .iter()
+        .map(|(k, v)| p.send(FutureRecord::to(topic).key(k).payload(v).timestamp(at), Duration::from_secs(30)));
+    for result in futures::future::join_all(sends).await {
+        result.map_err(|(e, _)| e).expect("acknowledged");
+    }
+}
+
+/// A running `jointops serve` in this process, on a free port.
+pub struct RunningApi {
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningApi {
+    pub async fn start(settings: &HubSettings) -> RunningApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(jointops::api::serve(settings.clone(), listener, async {
+            let _ = rx.await;
+        }));
+        RunningApi { base, stop: Some(tx), task }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.expect("api task").expect("api ran cleanly");
+    }
+}
+
+/// Issues a token straight into the store, as `jointops token issue` does.
+pub fn issue_token(
+    settings: &HubSettings,
+    role: jointops::access::Role,
+    operations: Option<&[&str]>,
+) -> (String, String) {
+    use jointops::store::AccessStore;
+    let (token, hash) = jointops::access::new_token();
+    let grant = jointops::access::Grant {
+        id: jointops::access::token_id(&hash),
+        role,
+        operations: operations.map(|o| o.iter().map(|s| s.to_string()).collect()),
+        label: "test".into(),
+        created_at: 0,
+        revoked_at: None,
+    };
+    SqliteStore::open(&settings.store.path).unwrap().add_token(&hash, &grant).unwrap();
+    (token, grant.id)
+}
