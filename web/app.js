@@ -484,8 +484,11 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
       }
       if (i % every === 0) {
         const [wd, dm] = dayParts(d);
-        g.appendChild(svgEl('text', { x: cx, y: top + plotH + 15, class: 'label', 'text-anchor': 'middle' }, wd));
-        g.appendChild(svgEl('text', { x: cx, y: top + plotH + 30, class: 'label muted', 'text-anchor': 'middle' }, dm));
+        // Keep the first and last labels inside the chart.
+        const half = Math.max(textWidth(wd, font, true), textWidth(dm, font)) / 2 + 1;
+        const lx = Math.min(Math.max(cx, half), width - half);
+        g.appendChild(svgEl('text', { x: lx, y: top + plotH + 15, class: 'label', 'text-anchor': 'middle' }, wd));
+        g.appendChild(svgEl('text', { x: lx, y: top + plotH + 30, class: 'label muted', 'text-anchor': 'middle' }, dm));
       }
       svg.appendChild(g);
     });
