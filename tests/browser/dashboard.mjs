@@ -127,6 +127,7 @@ async function fail(reason) {
   process.exit(1);
 }
 process.on('unhandledRejection', (e) => fail(`unhandled: ${e && e.stack ? e.stack : e}`));
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => fail(`stopped by ${sig}`));
 process.on('uncaughtException', (e) => fail(`uncaught: ${e && e.stack ? e.stack : e}`));
 
 function watch(p, label) {
