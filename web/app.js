@@ -37,7 +37,7 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
   const BACKOFF_MIN_MS = 1000;
   const BACKOFF_MAX_MS = 10000;
   const STREAM_IDLE_MS = 60000; // no byte at all for this long: reconnect
-  const TIMELINE_GAP_MS = 1000; // at most one timeline fetch a second
+  const TIMELINE_GAP_MS = 2000; // at most one timeline fetch (and access-log entry) per 2 s
 
   // ---------------------------------------------------------- exact JSON
 
