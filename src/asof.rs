@@ -42,7 +42,12 @@ fn diff_rows<K: Ord + Clone>(from: &BTreeMap<K, Totals>, to: &BTreeMap<K, Totals
 pub fn diff(from: &OperationTotals, to: &OperationTotals) -> OperationTotals {
     let mut joint = to.joint;
     joint.add_scaled(&from.joint, -1);
-    OperationTotals { joint, forces: diff_rows(&from.forces, &to.forces), days: diff_rows(&from.days, &to.days) }
+    OperationTotals {
+        joint,
+        forces: diff_rows(&from.forces, &to.forces),
+        joint_credit: diff_rows(&from.joint_credit, &to.joint_credit),
+        days: diff_rows(&from.days, &to.days),
+    }
 }
 
 #[cfg(test)]

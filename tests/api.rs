@@ -157,6 +157,10 @@ async fn the_api_serves_exact_figures_to_those_entitled_and_logs_every_read() {
     for (f, row) in &want.forces {
         assert_eq!(v["forces"][f], totals_json(row), "{f}");
     }
+    assert!(!want.joint_credit.is_empty());
+    for (f, row) in &want.joint_credit {
+        assert_eq!(v["joint_credit"][f], totals_json(row), "joint credit of {f}");
+    }
     let ops = c.json("/api/v1/operations", "/api/v1/operations", &coordinator).await;
     assert_eq!(ops["operations"].as_array().unwrap().len(), 2);
 
@@ -231,6 +235,7 @@ async fn the_api_serves_exact_figures_to_those_entitled_and_logs_every_read() {
     let v = c.json(totals_t, &totals_p, &kent).await;
     assert_eq!(v["totals"], totals_json(&want.joint));
     assert_eq!(v["forces"].as_object().unwrap().keys().collect::<Vec<_>>(), ["KENT"]);
+    assert!(v["joint_credit"].as_object().unwrap().keys().all(|k| k == "KENT"));
     let (_, body) = c
         .get("/api/v1/operations/{id}/forces.csv", &format!("/api/v1/operations/{OP}/forces.csv"), Some(&kent), None)
         .await;

@@ -105,6 +105,7 @@ async fn totals_for(
     };
     let grant = c.grant.as_ref().expect("allowed callers have a grant");
     t.forces.retain(|f, _| grant.may_see_force(f));
+    t.joint_credit.retain(|f, _| grant.may_see_force(f));
     Ok(t)
 }
 
@@ -116,6 +117,10 @@ fn forces_object(t: &OperationTotals) -> Value {
     Value::Object(t.forces.iter().map(|(f, r)| (f.clone(), totals_object(r))).collect())
 }
 
+fn credit_object(t: &OperationTotals) -> Value {
+    Value::Object(t.joint_credit.iter().map(|(f, r)| (f.clone(), totals_object(r))).collect())
+}
+
 fn totals_body(state: &ApiState, id: &str, as_of: Option<i64>, t: &OperationTotals) -> Value {
     let version = state.read(|s| s.version()).unwrap_or_default();
     json!({
@@ -124,6 +129,7 @@ fn totals_body(state: &ApiState, id: &str, as_of: Option<i64>, t: &OperationTota
         "version": version,
         "totals": totals_object(&t.joint),
         "forces": forces_object(t),
+        "joint_credit": credit_object(t),
     })
 }
 
@@ -170,7 +176,12 @@ async fn forces_json(
     let at = q.as_of.as_deref().map(|t| parse_instant("as_of", t)).transpose()?;
     let t = totals_for(&state, &c, &id, at).await?;
     record(&state, &c, &path, Some(&id), StatusCode::OK);
-    Ok(Json(json!({ "operation": id, "as_of": at.map(fmt_millis), "forces": forces_object(&t) })))
+    Ok(Json(json!({
+        "operation": id,
+        "as_of": at.map(fmt_millis),
+        "forces": forces_object(&t),
+        "joint_credit": credit_object(&t),
+    })))
 }
 
 async fn forces_csv(
@@ -325,6 +336,7 @@ async fn stream(
             if Some(version) != last {
                 let mut t = state.read(|s| s.totals(&id)).ok().flatten().unwrap_or_default();
                 t.forces.retain(|f, _| grant.may_see_force(f));
+                t.joint_credit.retain(|f, _| grant.may_see_force(f));
                 let body = totals_body(&state, &id, None, &t);
                 let event = Event::default().event("totals").data(body.to_string());
                 return Some((Ok(event), (state, id, grant, Some(version))));

@@ -55,6 +55,9 @@ pub struct OperationTotals {
     pub joint: Totals,
     /// Only forces with at least one active outcome have a row.
     pub forces: BTreeMap<String, Totals>,
+    /// The part of each force's row that comes from joint outcomes (two or
+    /// more forces): what R5 credits it beyond its own outcomes.
+    pub joint_credit: BTreeMap<String, Totals>,
     /// Joint totals by the day the outcome occurred (its lead's
     /// `occurred_at`), in the operation's local offset; only days with an
     /// active outcome have a row.
@@ -196,6 +199,7 @@ fn add(totals: &mut OperationTotals, c: &Contribution, sign: i64) {
     if day.is_zero() {
         totals.days.remove(&c.day);
     }
+    let joint = c.forces.len() >= 2;
     for force in &c.forces {
         let row = totals.forces.entry(force.clone()).or_default();
         row.add_scaled(&c.measures, sign);
@@ -203,6 +207,13 @@ fn add(totals: &mut OperationTotals, c: &Contribution, sign: i64) {
             // Every active outcome has a non-zero measure, so a zero row means
             // the force has no active outcome left.
             totals.forces.remove(force);
+        }
+        if joint {
+            let credit = totals.joint_credit.entry(force.clone()).or_default();
+            credit.add_scaled(&c.measures, sign);
+            if credit.is_zero() {
+                totals.joint_credit.remove(force);
+            }
         }
     }
 }

@@ -147,6 +147,8 @@ fn r5_each_force_is_credited_and_joint_outcomes_counts_multi_force_outcomes() {
     assert_eq!((t.joint.lines_closed, t.joint.joint_outcomes), (2, 1));
     assert_eq!((t.forces["MPS"].lines_closed, t.forces["MPS"].joint_outcomes), (2, 1));
     assert_eq!((t.forces["KENT"].lines_closed, t.forces["KENT"].joint_outcomes), (1, 1));
+    // The joint line is each force's joint credit; MPS's own line is not.
+    assert_eq!((t.joint_credit["MPS"].lines_closed, t.joint_credit["KENT"].lines_closed), (1, 1));
 }
 
 #[test]
@@ -210,8 +212,12 @@ fn reference(events: &[OutcomeEvent]) -> BTreeMap<String, OperationTotals> {
         let op = out.entry(lead.operation.clone()).or_default();
         op.joint.add_scaled(&m, 1);
         op.days.entry(lead.occurred_at.div_euclid(86_400_000)).or_default().add_scaled(&m, 1);
+        let joint = forces.len() > 1;
         for f in forces {
             op.forces.entry(f.to_string()).or_default().add_scaled(&m, 1);
+            if joint {
+                op.joint_credit.entry(f.to_string()).or_default().add_scaled(&m, 1);
+            }
         }
     }
     out

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS totals (
     operation TEXT NOT NULL,
-    scope     TEXT NOT NULL,          -- '' joint, a force code, or '@YYYY-MM-DD' for a day's joint totals
+    scope     TEXT NOT NULL,          -- '' joint, a force code, '+FORCE' its joint credit, '@YYYY-MM-DD' a day's joint totals
     name      TEXT NOT NULL,
     value     INTEGER NOT NULL,
     PRIMARY KEY (operation, scope, name)
@@ -150,8 +150,10 @@ impl Store for SqliteStore {
             for (op, t) in &batch.totals {
                 clear.execute([op]).map_err(err)?;
                 let days = t.days.iter().map(|(d, r)| (format!("@{}", day_text(*d)), r));
+                let credits = t.joint_credit.iter().map(|(f, r)| (format!("+{f}"), r));
                 let scopes = std::iter::once((String::new(), &t.joint))
                     .chain(t.forces.iter().map(|(f, r)| (f.clone(), r)))
+                    .chain(credits)
                     .chain(days);
                 for (scope, row) in scopes {
                     for (name, value) in row.iter() {
@@ -218,6 +220,8 @@ impl TotalsReader for SqliteStore {
                 &mut out.joint
             } else if let Some(day) = scope.strip_prefix('@').and_then(day_number) {
                 out.days.entry(day).or_default()
+            } else if let Some(force) = scope.strip_prefix('+') {
+                out.joint_credit.entry(force.to_string()).or_default()
             } else {
                 out.forces.entry(scope).or_insert_with(Totals::default)
             };
