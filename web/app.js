@@ -380,14 +380,29 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
         rows.map(([f, v]) => f + ' ' + formatWithUnit(measure, v)).join(', ') + '.',
       class: 'svg-chart',
     });
+    const defs = svgEl('defs', {});
+    const hatch = svgEl('pattern', { id: 'joint-hatch', width: 6, height: 6, patternUnits: 'userSpaceOnUse', patternTransform: 'rotate(45)' });
+    hatch.appendChild(svgEl('line', { x1: 0, y1: 0, x2: 0, y2: 6, class: 'hatch-line' }));
+    defs.appendChild(hatch);
+    svg.appendChild(defs);
     svg.appendChild(svgEl('line', { x1: labelW, x2: labelW, y1: top - 6, y2: height - 4, class: 'axis' }));
     rows.forEach(([f, v], i) => {
       const y = top + i * (barH + gap);
       const g = svgEl('g', { 'data-force': f, 'data-value': v, class: 'bar-row' });
-      g.appendChild(svgEl('title', {}, f + ': ' + formatWithUnit(measure, v)));
+      g.appendChild(svgEl('title', {}, f + ': ' + formatWithUnit(measure, v) + ' (of which from joint outcomes: ' +
+        formatWithUnit(measure, intStr(((doc.joint_credit || {})[f] || {})[measure])) + ')'));
       g.appendChild(svgEl('text', { x: labelW - 8, y: y + barH / 2, class: 'label', 'text-anchor': 'end', 'dominant-baseline': 'central' }, f));
       const w = Math.max(approx(v) > 0 ? 2 : 0, x(v) - labelW);
-      g.appendChild(svgEl('rect', { x: labelW, y, width: w, height: barH, class: 'bar' }));
+      // The part of the force's figure that comes from joint outcomes
+      // (credited to every force involved), drawn hatched at the bar's end.
+      const credit = intStr(((doc.joint_credit || {})[f] || {})[measure]);
+      const cw = Math.min(w, Math.max(approx(credit) > 0 ? 2 : 0, x(credit) - labelW));
+      g.setAttribute('data-joint-credit', credit);
+      g.appendChild(svgEl('rect', { x: labelW, y, width: w - cw, height: barH, class: 'bar' }));
+      if (cw > 0) {
+        g.appendChild(svgEl('rect', { x: labelW + w - cw, y, width: cw, height: barH, class: 'bar-joint' }));
+        g.appendChild(svgEl('rect', { x: labelW + w - cw, y, width: cw, height: barH, class: 'bar-joint-hatch' }));
+      }
       g.appendChild(svgEl('text', { x: labelW + w + 6, y: y + barH / 2, class: 'value', 'dominant-baseline': 'central' }, formatWithUnit(measure, v)));
       svg.appendChild(g);
     });
