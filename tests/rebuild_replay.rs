@@ -13,6 +13,7 @@ use jointops::loadgen;
 use jointops::store::{DeadLetterLog, SqliteStore, Store, TotalsReader};
 
 const T: i64 = 1_696_900_000_000; // 2023-10-10
+const FIRST_AT: i64 = 1_704_067_200_000; // 2024-01-01: when the first half reached the topic
 
 fn late(i: usize) -> OutcomeEvent {
     OutcomeEvent {
@@ -49,13 +50,22 @@ async fn rebuild_matches_the_live_store_then_applies_a_corrected_configuration()
     let events = loadgen::generate(5_000, 3);
     let lates: Vec<OutcomeEvent> = (0..5).map(late).collect();
     let p = producer(&hub.kafka.bootstrap);
-    send_events(&p, &hub.kafka.topic, &events).await;
+    let (first, second) = events.split_at(events.len() / 2);
+    send_events_at(&p, &hub.kafka.topic, first, FIRST_AT).await;
+    send_events_at(&p, &hub.kafka.topic, second, FIRST_AT + 86_400_000).await;
     send_events(&p, &hub.kafka.topic, &lates).await;
 
     let live = RunningRollup::start(&hub).await;
     wait_caught_up(&hub, Duration::from_secs(60)).await;
     let live_totals = totals(&hub, loadgen::OPERATION);
     let live_dead = dead_letters(&hub);
+    // A moment between the two halves of the stream, by Kafka timestamp.
+    let as_of = FIRST_AT + 1000;
+    let live_as_of = {
+        let store = SqliteStore::open_read(&hub.store.path).unwrap();
+        jointops::asof::totals_as_of(&store, &hub.operations().unwrap(), loadgen::OPERATION, as_of).unwrap()
+    };
+    assert_ne!(live_as_of, live_totals, "the moment lies inside the stream");
     assert_eq!(live_dead.get("unknown-operation"), Some(&5));
 
     // A rebuild beside the running rollup: it catches up, then waits.
@@ -81,6 +91,12 @@ async fn rebuild_matches_the_live_store_then_applies_a_corrected_configuration()
     until("the rebuilt store is swapped in", Duration::from_secs(30), || !rebuild_path.exists()).await;
     assert_eq!(totals(&hub, loadgen::OPERATION), live_totals, "rebuilt totals equal the live store's");
     assert_eq!(dead_letters(&hub), live_dead);
+    // As-of figures come from the history, keyed by Kafka timestamps: the
+    // rebuilt store gives the same ones.
+    let ops = hub.operations().unwrap();
+    let store = SqliteStore::open_read(&hub.store.path).unwrap();
+    assert_eq!(jointops::asof::totals_as_of(&store, &ops, loadgen::OPERATION, as_of).unwrap(), live_as_of);
+    assert_eq!(jointops::asof::totals_as_of(&store, &ops, loadgen::OPERATION, i64::MAX).unwrap(), live_totals);
     // The rebuild goes on as the live rollup.
     let more: Vec<OutcomeEvent> = loadgen::generate(300, 99)
         .into_iter()
