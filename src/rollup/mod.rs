@@ -354,7 +354,9 @@ async fn consume(
     }
     r.flush(&consumer).await?;
     let stats = r.stats;
-    r.store.close()?;
+    // Dropping the store is enough: SQLite keeps its WAL consistent, and
+    // readers (the API) may still have it open.
+    drop(r);
     info!(
         consumed = stats.consumed,
         changed = stats.changed,

@@ -86,12 +86,12 @@ pub async fn try_swap(r: &mut Rollup<'_>, meta: &BaseConsumer, mut target: Targe
     drop(log);
 
     let rebuilt = std::mem::replace(&mut r.store, Box::new(SqliteStore::open(Path::new(":memory:"))?));
-    rebuilt.close()?;
+    rebuilt.seal()?;
     // Fold the old store's WAL in (nobody writes it: we hold the lock), so no
     // stale `-wal` is left to pair with the new file; then replace it in one
     // rename, so that a reader opens either the old store or the new one.
     if let Ok(old) = SqliteStore::open(&target.final_path) {
-        let _ = Box::new(old).close();
+        let _ = Box::new(old).seal();
     }
     remove_if_present(&with_suffix(&target.final_path, "-wal"))?;
     remove_if_present(&with_suffix(&target.final_path, "-shm"))?;

@@ -98,9 +98,10 @@ pub trait Store {
     /// The next offset to read for each partition of `topic`.
     fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError>;
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
-    /// Finishes with the store: for SQLite, folds the WAL back in so that the
-    /// file stands alone (a rebuilt store is renamed into place).
-    fn close(self: Box<Self>) -> Result<(), StoreError>;
+    /// Finishes with a store that nobody else has open, leaving it
+    /// self-contained (for SQLite: the WAL folded in, no `-wal` file), so
+    /// that a rebuilt store can be renamed into place.
+    fn seal(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// What readers (report, API) need from a store.

@@ -73,7 +73,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
         }
-        let s = Self::connect(path)?;
+        let s = Self::connect(path, true)?;
         s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
         s.conn.execute_batch(super::access::SCHEMA).map_err(|e| s.err(e))?;
         Ok(s)
@@ -81,18 +81,21 @@ impl SqliteStore {
 
     /// Opens an existing store to read, while a rollup may be writing it.
     pub fn open_read(path: &Path) -> Result<Self, StoreError> {
-        Self::connect(path)
+        Self::connect(path, false)
     }
 
-    fn connect(path: &Path) -> Result<Self, StoreError> {
+    fn connect(path: &Path, writer: bool) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
         let conn = Connection::open(path).map_err(|source| StoreError::Sqlite { path: shown.clone(), source })?;
         let s = SqliteStore { conn, path: shown };
-        // NORMAL is durable across process crashes in WAL mode; only a power
-        // loss may undo the last transactions, which the topic replays.
-        s.conn
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;")
-            .map_err(|e| s.err(e))?;
+        s.conn.execute_batch("PRAGMA busy_timeout=10000;").map_err(|e| s.err(e))?;
+        // Only a writer sets the journal mode (it stays with the file):
+        // switching it needs a lock a reader must not contend for. NORMAL is
+        // durable across process crashes in WAL mode; only a power loss may
+        // undo the last transactions, which the topic replays.
+        if writer {
+            s.conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").map_err(|e| s.err(e))?;
+        }
         Ok(s)
     }
 
@@ -199,7 +202,7 @@ impl Store for SqliteStore {
         tx.commit().map_err(err)
     }
 
-    fn close(self: Box<Self>) -> Result<(), StoreError> {
+    fn seal(self: Box<Self>) -> Result<(), StoreError> {
         self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;").map_err(|e| self.err(e))
     }
 }
