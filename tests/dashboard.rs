@@ -35,28 +35,10 @@ async fn the_dashboard_shows_the_store_and_updates_live() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     require_browser(root);
     let dir = tempfile::tempdir().unwrap();
-    let exports = dir.path().join("exports");
-    let out = Command::new("python3").arg(root.join("deploy/local/make_exports.py")).arg(&exports).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(exports.join("expected.json")).unwrap()).unwrap();
-    let hub = hub(
-        dir.path(),
-        vec![operation(
-            OP,
-            "2023-10-09T00:00:00+01:00",
-            "2023-10-16T00:00:00+01:00",
-            Some(&["MPS", "KENT", "ESSEX", "SUSSEX", "HERTS", "TVP"]),
-        )],
-    );
+    let hub = scenario_hub(dir.path());
     create_topics(&hub).await;
     let rollup = RunningRollup::start(&hub).await;
-    let secrets = [("CLIW-2023-10", "s-10"), ("CLIW-2023-11", "s-11")];
-    for run in expected["agent_runs"].as_array().unwrap() {
-        let force = run["force"].as_str().unwrap();
-        let settings = agent(&hub, force, dir.path().join("state").join(force), &secrets);
-        jointops::agent::publish_files(&settings, &[exports.join(run["file"].as_str().unwrap())], false).await.unwrap();
-    }
+    publish_scenario(&hub, dir.path()).await;
     wait_caught_up(&hub, Duration::from_secs(60)).await;
     let api = RunningApi::start(&hub).await;
     let (token, _) = issue_token(&hub, Role::Coordinator, None);

@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 
 const SCENARIO_TABLE: &[(&str, i64)] = &[
     ("arrests", 290),
@@ -30,48 +27,21 @@ const SCENARIO_TABLE: &[(&str, i64)] = &[
     ("cash_pence", 21_456_800),
 ];
 
-fn make_exports(dir: &Path) -> Value {
-    let out = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/make_exports.py"))
-        .arg(dir)
-        .output()
-        .expect("python3 runs");
-    assert!(out.status.success(), "make_exports.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_totals_match_the_published_figures() {
     let dir = tempfile::tempdir().unwrap();
-    let exports = dir.path().join("exports");
-    let expected = make_exports(&exports);
-    let hub = hub(
-        dir.path(),
-        vec![operation(
-            "CLIW-2023-10",
-            "2023-10-09T00:00:00+01:00",
-            "2023-10-16T00:00:00+01:00",
-            Some(&["MPS", "KENT", "ESSEX", "SUSSEX", "HERTS", "TVP"]),
-        )],
-    );
+    let hub = scenario_hub(dir.path());
     create_topics(&hub).await;
     let rollup = RunningRollup::start(&hub).await;
-
-    let secrets = [("CLIW-2023-10", "s-10"), ("CLIW-2023-11", "s-11")];
-    let runs = expected["agent_runs"].as_array().unwrap();
-    for run in runs {
-        let force = run["force"].as_str().unwrap();
-        let file = exports.join(run["file"].as_str().unwrap());
-        let settings = agent(&hub, force, dir.path().join("state").join(force), &secrets);
-        let summary = jointops::agent::publish_files(&settings, &[file], false).await.unwrap();
-        let got = &summary.files[0];
+    let (expected, summaries) = publish_scenario(&hub, dir.path()).await;
+    for (run, got) in expected["agent_runs"].as_array().unwrap().iter().zip(&summaries) {
+        let got = serde_json::to_value(got).unwrap();
         for k in ["published", "unchanged", "withdrawn", "rejected"] {
-            let got = serde_json::to_value(got).unwrap()[k].as_u64().unwrap();
-            assert_eq!(got, run[k].as_u64().unwrap(), "{force} {}: {k}", run["file"]);
+            assert_eq!(got[k], run[k], "{} {}: {k}", run["force"], run["file"]);
         }
     }
     // Repeated deliveries: Kent sends everything again.
-    let kent = agent(&hub, "KENT", dir.path().join("state/KENT"), &secrets);
+    let kent = agent(&hub, "KENT", dir.path().join("state/KENT"), &SCENARIO_SECRETS);
     assert!(jointops::agent::resend(&kent, false).await.unwrap() > 0);
 
     wait_caught_up(&hub, Duration::from_secs(60)).await;

@@ -113,5 +113,8 @@ grep -o 'consumed=[0-9]*.*' "$here/data/rollup.log" | tail -1 || true
 say "Checking against the published figures and the planted bad input"
 python3 "$here/check_demo.py" "$here/exports/expected.json" "$here/data/report.json" "$runs"
 
+token=$("$bin" token issue --config "$hub" --role coordinator --label "demo coordinator" 2>/dev/null)
 printf "\nDemo finished in %d s. The broker is still running (deploy/local/kafka.sh stop stops it).\n" "$SECONDS"
 echo "Explore: target/release/jointops report --config deploy/local/hub.toml --operation $op --format json"
+echo "Dashboard: target/release/jointops serve --config deploy/local/hub.toml"
+echo "           then open http://127.0.0.1:8080/#token=$token&operation=$op"

@@ -33,14 +33,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/operations", get(operations))
-        .route("/api/v1/operations/{id}/totals", get(totals_json))
-        .route("/api/v1/operations/{id}/totals.csv", get(totals_csv))
-        .route("/api/v1/operations/{id}/forces", get(forces_json))
-        .route("/api/v1/operations/{id}/forces.csv", get(forces_csv))
-        .route("/api/v1/operations/{id}/timeline", get(timeline_json))
-        .route("/api/v1/operations/{id}/timeline.csv", get(timeline_csv))
         .route("/api/v1/operations/{id}/diff", get(diff_json))
         .route("/api/v1/operations/{id}/stream", get(stream))
+        .route("/api/v1/operations/{id}/{view}", get(view))
         .route("/api/v1/dead-letters", get(dead_letters_json))
         .route("/api/v1/dead-letters.csv", get(dead_letters_csv))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not found".into()) })
@@ -137,99 +132,41 @@ fn csv(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
 }
 
-async fn totals_json(
+/// The views of one operation's figures, now or as of a moment: JSON and CSV
+/// of the totals, the per-force view and the timeline.
+async fn view(
     State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    Query(q): Query<AsOf>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let path = format!("/api/v1/operations/{id}/totals");
-    let c = allow(&state, &headers, &path, &id)?;
-    let at = q.as_of.as_deref().map(|t| parse_instant("as_of", t)).transpose()?;
-    let t = totals_for(&state, &c, &id, at).await?;
-    record(&state, &c, &path, Some(&id), StatusCode::OK);
-    Ok(Json(totals_body(&state, &id, at, &t)))
-}
-
-async fn totals_csv(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
+    Path((id, view)): Path<(String, String)>,
     Query(q): Query<AsOf>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let path = format!("/api/v1/operations/{id}/totals.csv");
+    const VIEWS: &[&str] = &["totals", "totals.csv", "forces", "forces.csv", "timeline", "timeline.csv"];
+    if !VIEWS.contains(&view.as_str()) {
+        return Err(ApiError(StatusCode::NOT_FOUND, "not found".into()));
+    }
+    let path = format!("/api/v1/operations/{id}/{view}");
     let c = allow(&state, &headers, &path, &id)?;
     let at = q.as_of.as_deref().map(|t| parse_instant("as_of", t)).transpose()?;
     let t = totals_for(&state, &c, &id, at).await?;
     record(&state, &c, &path, Some(&id), StatusCode::OK);
-    Ok(csv(report::to_csv(&t)))
-}
-
-async fn forces_json(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    Query(q): Query<AsOf>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let path = format!("/api/v1/operations/{id}/forces");
-    let c = allow(&state, &headers, &path, &id)?;
-    let at = q.as_of.as_deref().map(|t| parse_instant("as_of", t)).transpose()?;
-    let t = totals_for(&state, &c, &id, at).await?;
-    record(&state, &c, &path, Some(&id), StatusCode::OK);
-    Ok(Json(json!({
-        "operation": id,
-        "as_of": at.map(fmt_millis),
-        "forces": forces_object(&t),
-        "joint_credit": credit_object(&t),
-    })))
-}
-
-async fn forces_csv(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    Query(q): Query<AsOf>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let path = format!("/api/v1/operations/{id}/forces.csv");
-    let c = allow(&state, &headers, &path, &id)?;
-    let at = q.as_of.as_deref().map(|t| parse_instant("as_of", t)).transpose()?;
-    let t = totals_for(&state, &c, &id, at).await?;
-    record(&state, &c, &path, Some(&id), StatusCode::OK);
-    Ok(csv(report::rows_csv("force", t.forces.iter().map(|(f, r)| (f.clone(), r)))))
-}
-
-fn days_of(t: &OperationTotals) -> Vec<(String, &Totals)> {
-    t.days.iter().map(|(d, r)| (day_text(*d), r)).collect()
-}
-
-async fn timeline_json(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    Query(q): Query<AsOf>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let path = format!("/api/v1/operations/{id}/timeline");
-    let c = allow(&state, &headers, &path, &id)?;
-    let at = q.as_of.as_deref().map(|t| parse_instant("as_of", t)).transpose()?;
-    let t = totals_for(&state, &c, &id, at).await?;
-    record(&state, &c, &path, Some(&id), StatusCode::OK);
-    let days: Vec<Value> =
-        days_of(&t).into_iter().map(|(day, r)| json!({ "day": day, "totals": totals_object(r) })).collect();
-    Ok(Json(json!({ "operation": id, "as_of": at.map(fmt_millis), "days": days })))
-}
-
-async fn timeline_csv(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    Query(q): Query<AsOf>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let path = format!("/api/v1/operations/{id}/timeline.csv");
-    let c = allow(&state, &headers, &path, &id)?;
-    let at = q.as_of.as_deref().map(|t| parse_instant("as_of", t)).transpose()?;
-    let t = totals_for(&state, &c, &id, at).await?;
-    record(&state, &c, &path, Some(&id), StatusCode::OK);
-    Ok(csv(report::rows_csv("day", days_of(&t).into_iter())))
+    let days = || t.days.iter().map(|(d, r)| (day_text(*d), r));
+    Ok(match view.as_str() {
+        "totals" => Json(totals_body(&state, &id, at, &t)).into_response(),
+        "totals.csv" => csv(report::to_csv(&t)),
+        "forces" => Json(json!({
+            "operation": id,
+            "as_of": at.map(fmt_millis),
+            "forces": forces_object(&t),
+            "joint_credit": credit_object(&t),
+        }))
+        .into_response(),
+        "forces.csv" => csv(report::rows_csv("force", t.forces.iter().map(|(f, r)| (f.clone(), r)))),
+        "timeline" => {
+            let days: Vec<Value> = days().map(|(day, r)| json!({ "day": day, "totals": totals_object(r) })).collect();
+            Json(json!({ "operation": id, "as_of": at.map(fmt_millis), "days": days })).into_response()
+        }
+        _ => csv(report::rows_csv("day", days())),
+    })
 }
 
 #[derive(Deserialize)]

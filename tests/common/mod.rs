@@ -345,3 +345,42 @@ pub fn issue_token(
     SqliteStore::open(&settings.store.path).unwrap().add_token(&hash, &grant).unwrap();
     (token, grant.id)
 }
+
+/// The demo's operation, as `deploy/local/hub.toml` has it.
+pub fn scenario_hub(dir: &Path) -> HubSettings {
+    hub(
+        dir,
+        vec![operation(
+            "CLIW-2023-10",
+            "2023-10-09T00:00:00+01:00",
+            "2023-10-16T00:00:00+01:00",
+            Some(&["MPS", "KENT", "ESSEX", "SUSSEX", "HERTS", "TVP"]),
+        )],
+    )
+}
+
+pub const SCENARIO_SECRETS: [(&str, &str); 2] = [("CLIW-2023-10", "s-10"), ("CLIW-2023-11", "s-11")];
+
+/// Writes the demo's exports (deploy/local/make_exports.py) under `dir` and
+/// publishes them through in-process agents in the demo's order. Returns the
+/// generator's expected.json and each run's summary.
+pub async fn publish_scenario(hub: &HubSettings, dir: &Path) -> (serde_json::Value, Vec<jointops::agent::FileSummary>) {
+    let exports = dir.join("exports");
+    let out = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/make_exports.py"))
+        .arg(&exports)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "make_exports.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exports.join("expected.json")).unwrap()).unwrap();
+    let mut summaries = Vec::new();
+    for run in expected["agent_runs"].as_array().unwrap() {
+        let force = run["force"].as_str().unwrap();
+        let settings = agent(hub, force, dir.join("state").join(force), &SCENARIO_SECRETS);
+        let file = exports.join(run["file"].as_str().unwrap());
+        let summary = jointops::agent::publish_files(&settings, &[file], false).await.unwrap();
+        summaries.push(summary.files.into_iter().next().expect("one file"));
+    }
+    (expected, summaries)
+}
