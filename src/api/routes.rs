@@ -23,12 +23,16 @@ use crate::{asof, report};
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
+const FORMAT_JS: &str = include_str!("../../web/format.js");
+const CHARTS_JS: &str = include_str!("../../web/charts.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
         .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }))
+        .route("/format.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], FORMAT_JS) }))
+        .route("/charts.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CHARTS_JS) }))
         .route("/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
