@@ -274,8 +274,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if rollup {
                 let store = SqliteStore::open(&settings.store.path)?;
                 let s = settings.clone();
-                let rollup = tokio::spawn(async move { rollup::run(&s, Box::new(store), shutdown_signal()).await });
-                crate::api::serve(settings, listener, shutdown_signal()).await?;
+                let shutdown = shared_shutdown();
+                let rollup_stops = shutdown();
+                let rollup = tokio::spawn(async move { rollup::run(&s, Box::new(store), rollup_stops).await });
+                crate::api::serve(settings, listener, shutdown()).await?;
                 rollup.await??;
             } else {
                 crate::api::serve(settings, listener, shutdown_signal()).await?;
@@ -477,13 +479,33 @@ async fn loadgen(settings: &HubSettings, reports: usize, seed: u64) -> anyhow::R
     Ok(events.len())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when first polled, so a signal during start-up is not lost.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("Shutdown requested.");
     }
-    tracing::info!("Shutdown requested.");
+}
+
+/// One shutdown shared by several parts of one process.
+fn shared_shutdown() -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let signal = shutdown_signal();
+    tokio::spawn(async move {
+        signal.await;
+        let _ = tx.send(true);
+    });
+    move || {
+        let mut rx = rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+    }
 }

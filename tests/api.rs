@@ -322,3 +322,43 @@ fn token_issue_prints_the_token_once_and_stores_only_its_hash() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+/// Regression: with `serve --rollup`, a SIGTERM that arrived while the rollup
+/// was still starting was seen by the API alone, and the process never exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_rollup_stops_on_one_sigterm_even_during_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), vec![]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\n[store]\npath = \"hub.sqlite\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
+            hub.kafka.bootstrap, hub.kafka.topic, hub.kafka.dlq_topic
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jointops"))
+        .args(["serve", "--rollup", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "serve --rollup did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
