@@ -13,10 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use jointops::agent::ledger::Ledger;
-use jointops::agent::{WatchError, WatchStats, WatchStatus, Watcher};
-use jointops::config::AgentSettings;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const OP: &str = "OP-OUTAGE";
 
@@ -69,34 +65,6 @@ impl Drop for OwnBroker {
     }
 }
 
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<WatchStats, WatchError>>,
-    status: tokio::sync::watch::Receiver<WatchStatus>,
-}
-
-fn start(settings: &AgentSettings, inbox: &Path) -> Running {
-    let watcher = Watcher::new(settings, inbox);
-    let status = watcher.status();
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(watcher.run(async {
-        let _ = rx.await;
-    }));
-    Running { stop, task, status }
-}
-
-impl Running {
-    async fn stop(self) -> WatchStats {
-        let _ = self.stop.send(());
-        self.task.await.expect("watch task").expect("watch stopped cleanly")
-    }
-    async fn wait_for(&mut self, what: &str, within: Duration, ready: impl FnMut(&WatchStatus) -> bool) {
-        let waited = tokio::time::timeout(within, self.status.wait_for(ready)).await.map(|r| r.is_ok());
-        assert!(waited.is_ok(), "{what}: not within {within:?}; status {:?}", *self.status.borrow());
-        assert_eq!(waited, Ok(true), "{what}: the watcher stopped");
-    }
-}
-
 fn receipt(inbox: &Path, name: &str) -> PathBuf {
     inbox.join("done").join(format!("{name}.receipt.json"))
 }
@@ -118,7 +86,7 @@ async fn files_dropped_while_the_broker_is_down_are_delivered_once_it_is_back() 
 
     // Broker up: version 0 of the export goes through.
     let v0 = synthetic_export(OP, 2_000, 0);
-    let mut w = start(&settings, &inbox);
+    let mut w = RunningWatcher::start(&settings, &inbox);
     drop_file(&inbox, "1-v0.csv", &v0.csv);
     wait_until("1-v0 delivered", Duration::from_secs(60), || receipt(&inbox, "1-v0.csv").exists()).await;
 
@@ -142,7 +110,7 @@ async fn files_dropped_while_the_broker_is_down_are_delivered_once_it_is_back() 
 
     // Started again, still without a broker: v1 is resumed, and version 2
     // is accepted beside it.
-    let mut w = start(&settings, &inbox);
+    let mut w = RunningWatcher::start(&settings, &inbox);
     let v2 = synthetic_export(OP, 2_000, 2);
     drop_file(&inbox, "3-v2.csv", &v2.csv);
     w.wait_for("3-v2 accepted", Duration::from_secs(60), |s| s.accepted == ["2-v1.csv", "3-v2.csv"]).await;

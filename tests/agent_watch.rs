@@ -9,38 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use jointops::agent::ledger::Ledger;
-use jointops::agent::{WatchStats, Watcher};
-use jointops::config::AgentSettings;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const OP: &str = "OP-WATCH";
 const SECRET: &str = "watch-secret";
-
-/// A watcher running in this process until `stop`.
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<WatchStats, jointops::agent::WatchError>>,
-    status: tokio::sync::watch::Receiver<jointops::agent::WatchStatus>,
-}
-
-fn start(settings: &AgentSettings, inbox: &Path) -> Running {
-    let watcher = Watcher::new(settings, inbox);
-    let status = watcher.status();
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(watcher.run(async {
-        let _ = rx.await;
-    }));
-    Running { stop, task, status }
-}
-
-impl Running {
-    async fn stop(self) -> WatchStats {
-        let _ = self.stop.send(());
-        self.task.await.expect("watch task").expect("watch stopped cleanly")
-    }
-}
 
 fn receipt(inbox: &Path, folder: &str, name: &str) -> Value {
     read_json(&inbox.join(folder).join(format!("{name}.receipt.json")))
@@ -102,7 +74,7 @@ async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
     drop_file(&inbox, "d-notes.txt", "not an export\n");
 
     let started = Instant::now();
-    let w = start(&settings, &inbox);
+    let w = RunningWatcher::start(&settings, &inbox);
     let done = |name: &str| inbox.join("done").join(format!("{name}.receipt.json")).exists();
     let failed = |name: &str| inbox.join("failed").join(format!("{name}.receipt.json")).exists();
     wait_until("the first four files handled", Duration::from_secs(60), || {
@@ -184,7 +156,7 @@ async fn a_file_accepted_before_a_stop_is_finished_with_its_first_receipt() {
     let export = synthetic_export(OP, 120, 0);
     drop_file(&inbox, "export.csv", &export.csv);
 
-    let w = start(&down, &inbox);
+    let w = RunningWatcher::start(&down, &inbox);
     let mut status = w.status.clone();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -207,7 +179,7 @@ async fn a_file_accepted_before_a_stop_is_finished_with_its_first_receipt() {
     // Next start, broker reachable: the outbox goes out, and the receipt is
     // the one the first attempt would have written (planning the file again
     // would have found all 120 rows unchanged).
-    let w = start(&good, &inbox);
+    let w = RunningWatcher::start(&good, &inbox);
     wait_until("the receipt", Duration::from_secs(60), || inbox.join("done/export.csv.receipt.json").exists()).await;
     let stats = w.stop().await;
     assert_eq!((stats.done, stats.outbox, stats.delivered), (1, 0, 120));
@@ -222,7 +194,7 @@ async fn a_file_accepted_before_a_stop_is_finished_with_its_first_receipt() {
 
     // The same bytes again, under the same name: a new drop, planned afresh.
     drop_file(&inbox, "export.csv", &export.csv);
-    let w = start(&good, &inbox);
+    let w = RunningWatcher::start(&good, &inbox);
     wait_until("the second receipt", Duration::from_secs(30), || inbox.join("done/export~2.csv.receipt.json").exists())
         .await;
     w.stop().await;

@@ -70,14 +70,7 @@ async fn rebuild_matches_the_live_store_then_applies_a_corrected_configuration()
 
     // A rebuild beside the running rollup: it catches up, then waits.
     let rebuild_path = dir.path().join("hub.sqlite.rebuild");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let s = hub.clone();
-    let rebuild = tokio::spawn(async move {
-        jointops::rollup::run_rebuild(&s, async {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
+    let rebuild = RunningRollup::start_rebuild(&hub).await;
     let total = (events.len() + lates.len()) as i64;
     let consumed = |path: &std::path::Path| -> i64 {
         SqliteStore::open_read(path).ok().and_then(|s| s.offsets(&hub.kafka.topic).ok()).map_or(0, |o| o.values().sum())
@@ -107,8 +100,7 @@ async fn rebuild_matches_the_live_store_then_applies_a_corrected_configuration()
         .collect();
     send_events(&p, &hub.kafka.topic, &more).await;
     wait_caught_up(&hub, Duration::from_secs(60)).await;
-    let _ = stop_tx.send(());
-    rebuild.await.unwrap().unwrap();
+    rebuild.stop().await;
     let mut reference = Engine::new();
     for e in events.iter().chain(&more) {
         reference.apply(e.clone()).unwrap();
@@ -117,20 +109,12 @@ async fn rebuild_matches_the_live_store_then_applies_a_corrected_configuration()
 
     // A corrected configuration (LATE-1 registered), applied by a rebuild.
     hub.operations.push(late_operation());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let s = hub.clone();
-    let rebuild = tokio::spawn(async move {
-        jointops::rollup::run_rebuild(&s, async {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
+    let rebuild = RunningRollup::start_rebuild(&hub).await;
     until("the corrected rebuild is swapped in", Duration::from_secs(60), || {
         !rebuild_path.exists() && totals(&hub, "LATE-1").joint.arrests == 5
     })
     .await;
-    let _ = stop_tx.send(());
-    rebuild.await.unwrap().unwrap();
+    rebuild.stop().await;
     assert_eq!(dead_letters(&hub).get("unknown-operation"), None);
     assert_eq!(&totals(&hub, loadgen::OPERATION), reference.totals(loadgen::OPERATION).unwrap());
 }

@@ -384,3 +384,54 @@ pub async fn publish_scenario(hub: &HubSettings, dir: &Path) -> (serde_json::Val
     }
     (expected, summaries)
 }
+
+/// An `agent watch` running in this process until `stop`.
+pub struct RunningWatcher {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<jointops::agent::WatchStats, jointops::agent::WatchError>>,
+    pub status: tokio::sync::watch::Receiver<jointops::agent::WatchStatus>,
+}
+
+impl RunningWatcher {
+    pub fn start(settings: &AgentSettings, inbox: &Path) -> RunningWatcher {
+        let watcher = jointops::agent::Watcher::new(settings, inbox);
+        let status = watcher.status();
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(watcher.run(async {
+            let _ = rx.await;
+        }));
+        RunningWatcher { stop, task, status }
+    }
+
+    pub async fn stop(self) -> jointops::agent::WatchStats {
+        let _ = self.stop.send(());
+        self.task.await.expect("watch task").expect("watch stopped cleanly")
+    }
+
+    /// Waits until the watcher's status satisfies `ready`.
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        within: Duration,
+        ready: impl FnMut(&jointops::agent::WatchStatus) -> bool,
+    ) {
+        let waited = tokio::time::timeout(within, self.status.wait_for(ready)).await.map(|r| r.is_ok());
+        assert!(waited.is_ok(), "{what}: not within {within:?}; status {:?}", *self.status.borrow());
+        assert_eq!(waited, Ok(true), "{what}: the watcher stopped");
+    }
+}
+
+impl RunningRollup {
+    /// `rollup --rebuild` in this process until `stop`.
+    pub async fn start_rebuild(settings: &HubSettings) -> RunningRollup {
+        let (tx, rx) = oneshot::channel::<()>();
+        let s = settings.clone();
+        let task = tokio::spawn(async move {
+            jointops::rollup::run_rebuild(&s, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        RunningRollup { stop: Some(tx), task }
+    }
+}
