@@ -10,12 +10,15 @@
 //!   `schemas/`, fingerprints, a fast codec for the current version and
 //!   schema resolution for older ones. No Kafka.
 //! - [`agent`]: a force's producer agent: export readers (JSONL/CSV),
-//!   pseudonymiser, the ledger of what was published, and the publisher.
+//!   pseudonymiser, the ledger and fsync'd outbox, delivery, and `watch` (the
+//!   agent as a service on an inbox folder).
 //! - [`rollup`]: the hub's consumer loop: decode → check → apply → dead-letter
-//!   → persist in batches, with offsets in the same transaction as the state.
-//! - [`store`]: the narrow store trait and its SQLite implementation.
+//!   → persist in batches, with offsets in the same transaction as the state;
+//!   rebuilds, and dead-letter replay.
+//! - [`store`]: narrow traits (state, readers, dead-letter log, tokens and
+//!   access log) and their SQLite implementation.
 //! - [`api`]: `jointops serve`, the HTTP API and dashboard (axum): bearer
-//!   tokens, per-role filtering, the access log. Reads the store only.
+//!   tokens, per-role filtering. Reads the store; writes only the access log.
 //! - [`report`]: totals → table / JSON / CSV.
 //! - [`asof`]: totals as they stood at a moment, and the difference between
 //!   two moments, recomputed from the store's history by the engine.
