@@ -37,11 +37,7 @@ fn record(e: &OutcomeEvent) -> (Option<Vec<u8>>, Option<Vec<u8>>, Option<i32>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_dead_lettered_with_reasons_and_the_partition_keeps_moving() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = hub(
-        dir.path(),
-        vec![operation("OP-1", "2023-10-09T00:00:00Z", "2023-10-16T00:00:00Z", Some(&["MPS", "KENT"]))],
-    );
-    create_topics(&hub).await;
+    let hub = op1_hub(dir.path()).await;
     let reg = Registry::builtin();
     let good = arrest("MPS", "g1");
     let mut revision0 = arrest("MPS", "bad-rev");

@@ -435,3 +435,11 @@ impl RunningRollup {
         RunningRollup { stop: Some(tx), task }
     }
 }
+
+/// A hub with one operation, OP-1 (9–16 October 2023, MPS and KENT taking
+/// part), and its topics created: the bad-input tests' setting.
+pub async fn op1_hub(dir: &Path) -> HubSettings {
+    let hub = hub(dir, vec![operation("OP-1", "2023-10-09T00:00:00Z", "2023-10-16T00:00:00Z", Some(&["MPS", "KENT"]))]);
+    create_topics(&hub).await;
+    hub
+}
