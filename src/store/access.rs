@@ -97,12 +97,7 @@ impl AccessStore for SqliteStore {
     }
 
     fn tokens(&self) -> Result<Vec<Grant>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(&format!("SELECT {GRANT_COLUMNS} FROM tokens ORDER BY created_at"))
-            .map_err(|e| self.err(e))?;
-        let rows = st.query_map([], grant_of).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.rows(&format!("SELECT {GRANT_COLUMNS} FROM tokens ORDER BY created_at"), [], grant_of)
     }
 
     fn revoke_token(&mut self, id: &str, at: i64) -> Result<bool, StoreError> {
@@ -124,15 +119,11 @@ impl AccessStore for SqliteStore {
     }
 
     fn access_log(&self, since: i64) -> Result<Vec<Access>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT seq, at, token_id, role, method, path, operation, status, justification
-                 FROM access_log WHERE at >= ?1 ORDER BY seq",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([since], |r| {
+        self.rows(
+            "SELECT seq, at, token_id, role, method, path, operation, status, justification
+             FROM access_log WHERE at >= ?1 ORDER BY seq",
+            [since],
+            |r| {
                 Ok(Access {
                     seq: r.get(0)?,
                     at: r.get(1)?,
@@ -144,9 +135,8 @@ impl AccessStore for SqliteStore {
                     status: r.get(7)?,
                     justification: r.get(8)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+            },
+        )
     }
 }
 

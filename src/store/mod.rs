@@ -81,16 +81,6 @@ pub struct Batch {
     pub offsets: Vec<(String, i32, i64)>,
 }
 
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.reports.is_empty()
-            && self.history.is_empty()
-            && self.totals.is_empty()
-            && self.dead_letters.is_empty()
-            && self.offsets.is_empty()
-    }
-}
-
 /// What the rollup needs from a store.
 pub trait Store {
     /// The encoded current state of every report, to rebuild the engine.

@@ -103,23 +103,25 @@ impl SqliteStore {
         StoreError::Sqlite { path: self.path.clone(), source }
     }
 
-    pub fn path(&self) -> &str {
-        &self.path
+    /// Runs a query and collects every row; any error names the store.
+    pub(super) fn rows<T, C: FromIterator<T>>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<C, StoreError> {
+        let run = || self.conn.prepare(sql)?.query_map(params, row)?.collect::<rusqlite::Result<C>>();
+        run().map_err(|e| self.err(e))
     }
 }
 
 impl Store for SqliteStore {
     fn reports(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
-        let mut st = self.conn.prepare("SELECT force, event_id, value FROM reports").map_err(|e| self.err(e))?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.rows("SELECT force, event_id, value FROM reports", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
     }
 
     fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError> {
-        let mut st =
-            self.conn.prepare("SELECT partition, next FROM offsets WHERE topic = ?1").map_err(|e| self.err(e))?;
-        let rows = st.query_map([topic], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.rows("SELECT partition, next FROM offsets WHERE topic = ?1", [topic], |r| Ok((r.get(0)?, r.get(1)?)))
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
@@ -209,16 +211,15 @@ impl Store for SqliteStore {
 
 impl TotalsReader for SqliteStore {
     fn totals(&self, operation: &str) -> Result<Option<OperationTotals>, StoreError> {
-        let mut st =
-            self.conn.prepare("SELECT scope, name, value FROM totals WHERE operation = ?1").map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([operation], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
-            .map_err(|e| self.err(e))?;
+        let rows: Vec<(String, String, i64)> =
+            self.rows("SELECT scope, name, value FROM totals WHERE operation = ?1", [operation], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
         let mut out = OperationTotals::default();
-        let mut any = false;
-        for row in rows {
-            let (scope, name, value) = row.map_err(|e| self.err(e))?;
-            any = true;
+        for (scope, name, value) in rows {
             let target = if scope.is_empty() {
                 &mut out.joint
             } else if let Some(day) = scope.strip_prefix('@').and_then(day_number) {
@@ -232,25 +233,17 @@ impl TotalsReader for SqliteStore {
                 *slot = value;
             }
         }
-        Ok(any.then_some(out))
+        Ok(Some(out))
     }
 
     fn dead_letter_counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT reason, COUNT(*) FROM dead_letters WHERE replayed = 0 GROUP BY reason")
-            .map_err(|e| self.err(e))?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.rows("SELECT reason, COUNT(*) FROM dead_letters WHERE replayed = 0 GROUP BY reason", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
     }
 
     fn history_until(&self, operation: &str, at: i64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT value FROM history WHERE operation = ?1 AND at <= ?2")
-            .map_err(|e| self.err(e))?;
-        let rows = st.query_map(params![operation, at], |r| r.get(0)).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.rows("SELECT value FROM history WHERE operation = ?1 AND at <= ?2", params![operation, at], |r| r.get(0))
     }
 
     fn version(&self) -> Result<i64, StoreError> {
@@ -272,15 +265,11 @@ pub fn day_number(text: &str) -> Option<Day> {
 
 impl DeadLetterLog for SqliteStore {
     fn dead_letters(&self, reason: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT topic, partition, offset, reason, detail, force, event_id, original, sent, replayed
-                 FROM dead_letters WHERE ?1 IS NULL OR reason = ?1 ORDER BY topic, partition, offset",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([reason], |r| {
+        self.rows(
+            "SELECT topic, partition, offset, reason, detail, force, event_id, original, sent, replayed
+             FROM dead_letters WHERE ?1 IS NULL OR reason = ?1 ORDER BY topic, partition, offset",
+            [reason],
+            |r| {
                 let original: Vec<u8> = r.get(7)?;
                 Ok(DeadLetter {
                     topic: r.get(0)?,
@@ -294,9 +283,8 @@ impl DeadLetterLog for SqliteStore {
                     sent: r.get(8)?,
                     replayed: r.get(9)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+            },
+        )
     }
 
     fn mark_sent(&mut self, positions: &[Position]) -> Result<(), StoreError> {
