@@ -51,11 +51,15 @@ pub fn classify(registry: &Registry, operations: &Operations, engine: &mut Engin
     if let Err((reason, detail)) = operations.check(&event) {
         return dead(reason, detail, Some(&event));
     }
-    let id = (event.force.clone(), event.event_id.clone());
-    let shown = event.clone();
+    let (force, event_id) = (event.force.clone(), event.event_id.clone());
     match engine.apply(event) {
-        Ok(applied) => Verdict::Counted { applied, changed: applied.changed().then_some(id) },
-        Err(refused) => dead(refused.reason(), refused.to_string(), Some(&shown)),
+        Ok(applied) => Verdict::Counted { applied, changed: applied.changed().then_some((force, event_id)) },
+        Err(refused) => Verdict::Dead {
+            reason: refused.reason(),
+            detail: refused.to_string(),
+            force: Some(force),
+            event_id: Some(event_id),
+        },
     }
 }
 
