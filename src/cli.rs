@@ -272,13 +272,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.api.listen))?;
             if rollup {
-                let store = SqliteStore::open(&settings.store.path)?;
-                let s = settings.clone();
-                let shutdown = shared_shutdown();
-                let rollup_stops = shutdown();
-                let rollup = tokio::spawn(async move { rollup::run(&s, Box::new(store), rollup_stops).await });
-                crate::api::serve(settings, listener, shutdown()).await?;
-                rollup.await??;
+                serve_with_rollup(settings, listener).await?;
             } else {
                 crate::api::serve(settings, listener, shutdown_signal()).await?;
             }
@@ -494,18 +488,58 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     }
 }
 
-/// One shutdown shared by several parts of one process.
-fn shared_shutdown() -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+/// `serve --rollup`: the API and the rollup in one process, with one
+/// shutdown. When either half ends on its own (an error, a panic), the other
+/// is stopped and the process fails, so that a supervisor restarts it rather
+/// than leaving an API that serves the frozen figures of a dead rollup.
+async fn serve_with_rollup(settings: HubSettings, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&settings.store.path)?;
+    let (stop, stopped) = shared_shutdown();
+    let s = settings.clone();
+    let rollup_stops = stopped();
+    let mut rollup = tokio::spawn(async move { rollup::run(&s, Box::new(store), rollup_stops).await });
+    let api = crate::api::serve(settings, listener, stopped());
+    tokio::pin!(api);
+    let requested = || *stop.borrow();
+    tokio::select! {
+        ended = &mut rollup => {
+            let was_asked = requested();
+            stop.send_replace(true);
+            let api_result = api.await;
+            let rollup_result = ended.map_err(|e| anyhow::anyhow!("the rollup panicked: {e}"))?;
+            rollup_result.context("the rollup stopped")?;
+            anyhow::ensure!(was_asked, "the rollup stopped without being asked to");
+            api_result
+        }
+        ended = &mut api => {
+            let was_asked = requested();
+            stop.send_replace(true);
+            let rollup_result = rollup.await.map_err(|e| anyhow::anyhow!("the rollup panicked: {e}"))?;
+            ended.context("the API stopped")?;
+            anyhow::ensure!(was_asked, "the API stopped without being asked to");
+            rollup_result.map(|_| ())
+        }
+    }
+}
+
+type Stopped = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One shutdown shared by several parts of one process: a signal, or the
+/// returned sender, stops every future the returned function makes.
+fn shared_shutdown() -> (std::sync::Arc<tokio::sync::watch::Sender<bool>>, impl Fn() -> Stopped) {
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let tx = std::sync::Arc::new(tx);
     let signal = shutdown_signal();
+    let on_signal = tx.clone();
     tokio::spawn(async move {
         signal.await;
-        let _ = tx.send(true);
+        on_signal.send_replace(true);
     });
-    move || {
+    let stopped = move || -> Stopped {
         let mut rx = rx.clone();
         Box::pin(async move {
             let _ = rx.wait_for(|stop| *stop).await;
         })
-    }
+    };
+    (tx, stopped)
 }

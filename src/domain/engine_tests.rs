@@ -321,3 +321,57 @@ proptest! {
         }
     }
 }
+
+// ---- size and overflow
+
+/// Regression: the lead was found by walking every member of the group on
+/// each apply, so N reports of one outcome cost O(N²) (20,000 took 83 s).
+#[test]
+fn a_hundred_thousand_reports_of_one_outcome_count_once_in_linear_time() {
+    let mut e = Engine::new();
+    let forces = ["MPS", "KENT", "ESSEX"];
+    for i in 0..100_000i64 {
+        let mut ev = event(forces[(i % 3) as usize], &format!("r{i}"), 1, Some("N/A"), drugs(i + 1));
+        ev.reported_at = T0 + i % 1000;
+        e.apply(ev).unwrap();
+    }
+    let t = e.totals("OP").unwrap();
+    // Lead: latest reported_at (T0 + 999), then the smallest force (ESSEX:
+    // i % 3 == 2), then the smallest event_id in byte order.
+    let lead = (0..100_000i64).filter(|i| i % 1000 == 999 && i % 3 == 2).min_by_key(|i| format!("r{i}")).unwrap();
+    assert_eq!((t.joint.drugs_class_a_mg, t.joint.joint_outcomes), (lead + 1, 1));
+    assert_eq!(t.forces.len(), 3);
+    // Withdrawing every ESSEX report hands the lead to the next in order.
+    for i in (2..100_000i64).step_by(3) {
+        let mut w = event("ESSEX", &format!("r{i}"), 2, Some("N/A"), drugs(i + 1));
+        w.withdrawn = true;
+        e.apply(w).unwrap();
+    }
+    let t = e.totals("OP").unwrap();
+    let lead = (0..100_000i64).filter(|i| i % 1000 == 999 && i % 3 == 1).min_by_key(|i| format!("r{i}")).unwrap();
+    assert_eq!(t.joint.drugs_class_a_mg, lead + 1, "KENT and MPS tie on time; KENT is the smaller code");
+    assert_eq!(t.forces.keys().collect::<Vec<_>>(), ["KENT", "MPS"]);
+}
+
+#[test]
+fn an_event_that_would_overflow_a_total_is_refused_and_changes_nothing() {
+    let mut e = Engine::new();
+    let mut seeded = OperationTotals::default();
+    seeded.joint.cash_pence = i64::MAX - 10;
+    e.seed_totals("OP", seeded);
+    let cash = |n| Outcome::Seizure { item: SeizureItem::Cash, quantity: n, provisional: false };
+    let err = e.apply(event("MPS", "a", 1, None, cash(11))).unwrap_err();
+    assert_eq!(err.reason(), Reason::Invalid);
+    assert!(err.to_string().contains("cash_pence"), "{err}");
+    assert_eq!(joint(&e).cash_pence, i64::MAX - 10, "nothing changed");
+    assert!(e.report("MPS", "a").is_none(), "the refused event is not the report's state");
+    assert!(e.totals("OP").unwrap().forces.is_empty());
+    // Everything else goes on: a smaller amount, then another figure.
+    assert_eq!(e.apply(event("MPS", "a", 1, None, cash(10))), Ok(Applied::New));
+    assert_eq!(e.apply(event("MPS", "b", 1, None, arrest())), Ok(Applied::New));
+    assert_eq!((joint(&e).cash_pence, joint(&e).arrests), (i64::MAX, 1));
+    // A revision that would overflow leaves the earlier revision counted.
+    assert!(e.apply(event("MPS", "a", 2, None, cash(11))).is_err());
+    assert_eq!(e.report("MPS", "a").unwrap().revision, 1);
+    assert_eq!(joint(&e).cash_pence, i64::MAX);
+}

@@ -26,12 +26,19 @@ macro_rules! totals {
                 match name { $(stringify!($field) => Some(&mut self.$field),)+ _ => None }
             }
 
-            /// Adds `sign × other` field by field. Checked: an overflow is a bug,
-            /// never a silently wrong figure.
+            /// `self + sign × other` field by field, or the name of the first
+            /// figure that would overflow: a total is never silently wrong.
+            pub fn checked_add_scaled(&self, other: &Totals, sign: i64) -> Result<Totals, &'static str> {
+                Ok(Totals { $($field: other.$field
+                    .checked_mul(sign)
+                    .and_then(|d| self.$field.checked_add(d))
+                    .ok_or(stringify!($field))?),+ })
+            }
+
+            /// Adds `sign × other` where the caller knows it cannot overflow
+            /// (the difference of two non-negative rows).
             pub fn add_scaled(&mut self, other: &Totals, sign: i64) {
-                $(self.$field = self.$field
-                    .checked_add(other.$field.checked_mul(sign).expect("totals overflow"))
-                    .expect("totals overflow");)+
+                *self = self.checked_add_scaled(other, sign).expect("the difference of two totals fits");
             }
 
             pub fn is_zero(&self) -> bool {
