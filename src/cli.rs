@@ -109,6 +109,10 @@ pub enum Command {
         reports: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The stream's shape: `one-outcome` puts every report under one
+        /// `joint_ref` (the cost of the largest joint outcome).
+        #[arg(long, value_enum, default_value = "mixed")]
+        shape: crate::loadgen::Shape,
     },
 }
 
@@ -331,8 +335,18 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq(DlqCommand::List { config, reason, format }) => {
             let settings = HubSettings::load(&config)?;
             anyhow::ensure!(settings.store.path.exists(), "no store at {}", settings.store.path.display());
-            let rows = SqliteStore::open_read(&settings.store.path)?.dead_letters(reason.as_deref())?;
-            print!("{}", report::dead_letters(&rows, format)?);
+            let store = SqliteStore::open_read(&settings.store.path)?;
+            let mut out = report::DeadLetterWriter::new(format, std::io::stdout().lock())?;
+            let mut failed = None;
+            store.each_dead_letter(reason.as_deref(), false, &mut |d| match out.row(&d) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })?;
+            failed.map_or(Ok(()), Err)?;
+            out.finish()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq(DlqCommand::Replay { config, reason, dry_run }) => {
@@ -383,9 +397,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema(SchemaCommand::Check { dir }) => schema_check(&dir),
-        Command::Loadgen { config, reports, seed } => {
+        Command::Loadgen { config, reports, seed, shape } => {
             let settings = HubSettings::load(&config)?;
-            let n = loadgen(&settings, reports, seed).await?;
+            let n = loadgen(&settings, crate::loadgen::generate_shape(shape, reports, seed)).await?;
             println!("published {n} events for {reports} reports to {}", settings.kafka.topic);
             Ok(ExitCode::SUCCESS)
         }
@@ -449,7 +463,7 @@ fn lag(settings: &HubSettings, wait: Option<u64>) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn loadgen(settings: &HubSettings, reports: usize, seed: u64) -> anyhow::Result<usize> {
+async fn loadgen(settings: &HubSettings, events: Vec<crate::domain::OutcomeEvent>) -> anyhow::Result<usize> {
     use futures::stream::{FuturesUnordered, TryStreamExt};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -459,7 +473,6 @@ async fn loadgen(settings: &HubSettings, reports: usize, seed: u64) -> anyhow::R
     let producer: FutureProducer =
         crate::kafka::client_config(&k.bootstrap, crate::kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?;
     let registry = Registry::builtin();
-    let events = crate::loadgen::generate(reports, seed);
     for chunk in events.chunks(20_000) {
         let encoded: Vec<(String, Vec<u8>)> = chunk.iter().map(|e| (e.identity_key(), registry.encode(e))).collect();
         let sends: FuturesUnordered<_> = encoded

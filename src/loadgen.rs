@@ -93,6 +93,47 @@ pub fn generate(reports: usize, seed: u64) -> Vec<OutcomeEvent> {
     events
 }
 
+/// The shape of a synthetic stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// [`generate`]: revisions, withdrawals, joint outcomes and repeats.
+    Mixed,
+    /// One revision per report, every report its own outcome.
+    Separate,
+    /// Every report of every force under one `joint_ref`: the placeholder
+    /// reference (`N/A`) a careless export puts on every row.
+    OneOutcome,
+}
+
+/// A stream of `reports` single-revision seizure reports in `shape`.
+pub fn generate_shape(shape: Shape, reports: usize, seed: u64) -> Vec<OutcomeEvent> {
+    if shape == Shape::Mixed {
+        return generate(reports, seed);
+    }
+    let mut rng = Rng(seed);
+    (0..reports)
+        .map(|i| {
+            let force = FORCES[i % FORCES.len()];
+            let occurred_at = STARTS + rng.below((ENDS - STARTS) as u64 - 86_400_000) as i64;
+            OutcomeEvent {
+                event_id: format!("{force}-{i:08}"),
+                revision: 1,
+                force: force.to_string(),
+                operation: OPERATION.to_string(),
+                occurred_at,
+                reported_at: occurred_at + rng.below(3_600_000) as i64,
+                withdrawn: false,
+                joint_ref: (shape == Shape::OneOutcome).then(|| "0".repeat(32)),
+                outcome: Outcome::Seizure {
+                    item: SeizureItem::DrugClassA,
+                    quantity: 1 + rng.below(5_000_000) as i64,
+                    provisional: false,
+                },
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,55 +101,82 @@ pub fn to_table(operation: &str, t: &OperationTotals, dead_letters: &BTreeMap<St
     out
 }
 
-/// Dead letters for people (table) or tools (JSON/CSV): where each came
-/// from, why, and whose it was. Never the payload bytes.
-pub fn dead_letters(rows: &[DeadLetter], format: Format) -> anyhow::Result<String> {
-    let record = |d: &DeadLetter| {
-        json!({
-            "topic": d.topic, "partition": d.partition, "offset": d.offset, "reason": d.reason,
-            "force": d.force, "event_id": d.event_id, "detail": d.detail, "replayed": d.replayed,
-        })
-    };
-    Ok(match format {
-        Format::Json => serde_json::to_string_pretty(&rows.iter().map(record).collect::<Vec<_>>())? + "\n",
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(["topic", "partition", "offset", "reason", "force", "event_id", "replayed", "detail"])?;
-            for d in rows {
-                w.write_record([
-                    d.topic.as_str(),
-                    &d.partition.to_string(),
-                    &d.offset.to_string(),
-                    &d.reason,
-                    d.force.as_deref().unwrap_or(""),
-                    d.event_id.as_deref().unwrap_or(""),
-                    if d.replayed { "true" } else { "false" },
-                    &d.detail,
-                ])?;
+/// Dead letters written as they are read (`dlq list`): the log can be far
+/// larger than memory should hold. Never the original bytes: they may be
+/// anything a sender wrote.
+pub enum DeadLetterWriter<W: std::io::Write> {
+    Table { out: W, rows: u64 },
+    Json { out: W, rows: u64 },
+    Csv(Box<csv::Writer<W>>),
+}
+
+impl<W: std::io::Write> DeadLetterWriter<W> {
+    pub fn new(format: Format, mut out: W) -> anyhow::Result<Self> {
+        Ok(match format {
+            Format::Table => {
+                let (source, reason, force, id, replayed) = ("source", "reason", "force", "event_id", "replayed");
+                writeln!(out, "{source:<24} {reason:<24} {force:<8} {id:<32} {replayed:<8} detail")?;
+                DeadLetterWriter::Table { out, rows: 0 }
             }
-            String::from_utf8(w.into_inner()?)?
-        }
-        Format::Table => {
-            let mut out = format!(
-                "{:<24} {:<24} {:<8} {:<32} {:<8} detail\n",
-                "source", "reason", "force", "event_id", "replayed"
-            );
-            for d in rows {
+            Format::Json => {
+                out.write_all(b"[")?;
+                DeadLetterWriter::Json { out, rows: 0 }
+            }
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(out);
+                w.write_record(["topic", "partition", "offset", "reason", "force", "event_id", "replayed", "detail"])?;
+                DeadLetterWriter::Csv(Box::new(w))
+            }
+        })
+    }
+
+    pub fn row(&mut self, d: &DeadLetter) -> anyhow::Result<()> {
+        match self {
+            DeadLetterWriter::Table { out, rows } => {
+                *rows += 1;
                 let source = format!("{}/{}", d.partition, d.offset);
                 let detail: String = d.detail.chars().take(100).collect();
                 writeln!(
                     out,
-                    "{source:<24} {:<24} {:<8} {:<32} {:<8} {detail}",
+                    "{source:<24} {:<24} {:<8} {:<32} {:<8} {}",
                     d.reason,
                     d.force.as_deref().unwrap_or("-"),
                     d.event_id.as_deref().unwrap_or("-"),
                     if d.replayed { "yes" } else { "no" },
+                    detail.escape_debug(),
                 )?;
             }
-            writeln!(out, "{} dead letters", rows.len())?;
-            out
+            DeadLetterWriter::Json { out, rows } => {
+                out.write_all(if *rows == 0 { b"\n  " } else { b",\n  " })?;
+                *rows += 1;
+                let record = json!({
+                    "topic": d.topic, "partition": d.partition, "offset": d.offset, "reason": d.reason,
+                    "force": d.force, "event_id": d.event_id, "detail": d.detail, "replayed": d.replayed,
+                });
+                serde_json::to_writer(&mut *out, &record)?;
+            }
+            DeadLetterWriter::Csv(w) => w.write_record([
+                d.topic.as_str(),
+                &d.partition.to_string(),
+                &d.offset.to_string(),
+                &d.reason,
+                d.force.as_deref().unwrap_or(""),
+                d.event_id.as_deref().unwrap_or(""),
+                if d.replayed { "true" } else { "false" },
+                &d.detail,
+            ])?,
         }
-    })
+        Ok(())
+    }
+
+    pub fn finish(self) -> anyhow::Result<()> {
+        match self {
+            DeadLetterWriter::Table { mut out, rows } => writeln!(out, "{rows} dead letters")?,
+            DeadLetterWriter::Json { mut out, rows } => out.write_all(if rows == 0 { b"]\n" } else { b"\n]\n" })?,
+            DeadLetterWriter::Csv(mut w) => w.flush()?,
+        }
+        Ok(())
+    }
 }
 
 /// The access log for people (table) or tools (JSON/CSV).
@@ -225,6 +252,45 @@ fn group_digits(n: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dead(offset: i64, detail: &str) -> DeadLetter {
+        DeadLetter {
+            topic: "t".into(),
+            partition: 1,
+            offset,
+            reason: "invalid".into(),
+            detail: detail.into(),
+            force: Some("KENT".into()),
+            event_id: None,
+            original: crate::store::Original::default(),
+            sent: true,
+            replayed: false,
+        }
+    }
+
+    fn written(format: Format, rows: &[DeadLetter]) -> String {
+        let mut out = Vec::new();
+        let mut w = DeadLetterWriter::new(format, &mut out).unwrap();
+        for d in rows {
+            w.row(d).unwrap();
+        }
+        w.finish().unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn dead_letters_are_written_row_by_row_in_each_format() {
+        let rows = [dead(1, "bad\nline"), dead(2, "=1+1")];
+        let json: Value = serde_json::from_str(&written(Format::Json, &rows)).unwrap();
+        assert_eq!(json.as_array().unwrap().len(), 2);
+        assert_eq!(json[1]["offset"], 2);
+        assert_eq!(serde_json::from_str::<Value>(&written(Format::Json, &[])).unwrap(), json!([]));
+        let csv = written(Format::Csv, &rows);
+        assert_eq!(csv.lines().next(), Some("topic,partition,offset,reason,force,event_id,replayed,detail"));
+        let table = written(Format::Table, &rows);
+        assert!(table.contains("bad\\nline"), "control characters escaped: {table}");
+        assert!(table.ends_with("2 dead letters\n"));
+    }
 
     fn sample() -> OperationTotals {
         let mut t = OperationTotals::default();

@@ -2,11 +2,15 @@
 # Rollup catch-up benchmark: publish a synthetic stream (revisions,
 # withdrawals, joint outcomes, repeats), then time a fresh rollup from its
 # start until it has consumed the whole topic. Prints events/s and peak RSS.
-# usage: deploy/local/bench.sh [REPORTS]   (default 100000, about 220,000 events)
+# usage: deploy/local/bench.sh [REPORTS] [SHAPE]
+#   REPORTS: default 100000 (about 220,000 events in the mixed shape)
+#   SHAPE:   mixed (default), separate (one outcome per report) or
+#            one-outcome (every report under one joint_ref)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/../.."
 reports="${1:-100000}"
+shape="${2:-mixed}"
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
 export JOINTOPS__KAFKA__BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 run_id="$(date +%s)"
@@ -18,7 +22,7 @@ cfg="$here/bench-hub.toml"
 
 cargo build --release --quiet
 "$here/kafka.sh" start >/dev/null
-"$bin" loadgen --config "$cfg" --reports "$reports" --seed 1 | tee "$work/loadgen.txt"
+"$bin" loadgen --config "$cfg" --reports "$reports" --seed 1 --shape "$shape" | tee "$work/loadgen.txt"
 events=$(awk '{print $2}' "$work/loadgen.txt")
 
 start=$(date +%s%N)
@@ -29,7 +33,7 @@ end=$(date +%s%N)
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid"
 ms=$(( (end - start) / 1000000 ))
-echo "rollup caught up on $events events in $ms ms: $(( events * 1000 / ms )) events/s (from process start, state load and topic assignment included); peak RSS $(( rss_kb / 1024 )) MiB"
+echo "rollup caught up on $events events ($shape) in $ms ms: $(( events * 1000 / ms )) events/s (from process start, state load and topic assignment included); peak RSS $(( rss_kb / 1024 )) MiB"
 "$here/kafka.sh" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$JOINTOPS__KAFKA__BOOTSTRAP" --delete --topic "bench.$run_id" >/dev/null 2>&1 || true
 "$here/kafka.sh" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$JOINTOPS__KAFKA__BOOTSTRAP" --delete --topic "bench.$run_id.dlq" >/dev/null 2>&1 || true
 rm -rf "$work"

@@ -91,11 +91,7 @@ struct LeadOrder {
 
 impl LeadOrder {
     fn of(e: &OutcomeEvent) -> Self {
-        LeadOrder {
-            reported_at: e.reported_at,
-            force: Reverse(e.force.clone()),
-            event_id: Reverse(e.event_id.clone()),
-        }
+        LeadOrder { reported_at: e.reported_at, force: Reverse(e.force.clone()), event_id: Reverse(e.event_id.clone()) }
     }
 }
 

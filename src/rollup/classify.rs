@@ -142,6 +142,25 @@ mod tests {
         assert_eq!(engine.totals("OP").unwrap().joint.arrests, 1, "only the good event counts");
     }
 
+    #[test]
+    fn an_event_that_would_overflow_a_total_is_dead_lettered_as_invalid_naming_the_figure() {
+        let mut engine = Engine::new();
+        let mut near = crate::domain::OperationTotals::default();
+        near.joint.people_engaged = i64::MAX - 1;
+        engine.seed_totals("OP", near);
+        let mut big = ev();
+        big.outcome = Outcome::Engagement { people: 2 };
+        match run(&big, Some(&big.identity_key()), &mut engine) {
+            Verdict::Dead { reason, detail, force, .. } => {
+                assert_eq!((reason, force.as_deref()), (Reason::Invalid, Some("MPS")));
+                assert!(detail.contains("people_engaged"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let good = ev();
+        assert_eq!(reason(run(&good, Some(&good.identity_key()), &mut engine)), None, "the next event counts");
+    }
+
     proptest::proptest! {
         /// Whatever arrives, classification neither panics nor counts
         /// anything that is not a valid event under its identity key.

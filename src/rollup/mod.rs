@@ -146,16 +146,27 @@ impl Rollup<'_> {
         if self.pending.events == 0 {
             return Ok(());
         }
-        let p = std::mem::take(&mut self.pending);
+        let mut p = std::mem::take(&mut self.pending);
         let k = &self.settings.kafka;
         if self.send_dead_letters {
             // A broker outage must not stop the hub: keep trying, and commit
             // nothing (so nothing is skipped) until Kafka has the dead letters.
+            // What Kafka refuses for the record's own sake stays in the store
+            // as unsent, and the partition goes on.
             let mut backoff = Duration::from_secs(1);
-            while let Err(e) = dlq::send_all(&self.producer, &k.dlq_topic, &p.dead).await {
-                warn!(error = %e, retry_in_s = backoff.as_secs(), "Dead letters not acknowledged; retrying.");
+            let max_bytes = dlq::max_bytes(&k.librdkafka);
+            let refused = loop {
+                match dlq::send_all(&self.producer, &k.dlq_topic, max_bytes, &p.dead).await {
+                    Ok(refused) => break refused,
+                    Err(e) => {
+                        warn!(error = %e, retry_in_s = backoff.as_secs(), "Dead letters not acknowledged; retrying.")
+                    }
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
+            };
+            for d in p.dead.iter_mut().filter(|d| refused.contains(&(d.topic.clone(), d.partition, d.offset))) {
+                d.sent = false;
             }
         }
         let mut batch = Batch::default();

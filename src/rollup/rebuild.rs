@@ -74,15 +74,21 @@ pub async fn try_swap(r: &mut Rollup<'_>, meta: &BaseConsumer, mut target: Targe
     // Dead letters the live store never had (new records, or ones the
     // corrected configuration refuses) go to the dead-letter topic now.
     let old: HashSet<Position> = if target.final_path.exists() {
-        SqliteStore::open_read(&target.final_path)?.dead_letters(None)?.iter().map(position).collect()
+        let mut seen = HashSet::new();
+        SqliteStore::open_read(&target.final_path)?.each_dead_letter(None, false, &mut |d| {
+            seen.insert(position(&d));
+            true
+        })?;
+        seen
     } else {
         HashSet::new()
     };
     let mut log = SqliteStore::open(&target.new_path)?;
     let unsent: Vec<DeadLetter> = log.dead_letters(None)?.into_iter().filter(|d| !d.sent).collect();
-    dlq::send_all(&r.producer, &r.settings.kafka.dlq_topic, unsent.iter().filter(|d| !old.contains(&position(d))))
-        .await?;
-    log.mark_sent(&unsent.iter().map(position).collect::<Vec<_>>())?;
+    let k = &r.settings.kafka;
+    let new = unsent.iter().filter(|d| !old.contains(&position(d)));
+    let refused = dlq::send_all(&r.producer, &k.dlq_topic, dlq::max_bytes(&k.librdkafka), new).await?;
+    log.mark_sent(&unsent.iter().map(position).filter(|p| !refused.contains(p)).collect::<Vec<_>>())?;
     drop(log);
 
     let rebuilt = std::mem::replace(&mut r.store, Box::new(SqliteStore::open(Path::new(":memory:"))?));

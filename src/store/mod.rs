@@ -50,6 +50,66 @@ pub struct Original {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
+/// The first byte of [`Original::to_bytes`]; JSON (the first version's
+/// form, 3.6 times the size) starts with `{`.
+const ORIGINAL_V2: u8 = 2;
+
+impl Original {
+    /// Bytes as they arrived, each part length-prefixed (u32, big-endian;
+    /// `u32::MAX` for an absent part).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        fn part(out: &mut Vec<u8>, p: Option<&[u8]>) {
+            match p {
+                None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+                Some(b) => {
+                    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                    out.extend_from_slice(b);
+                }
+            }
+        }
+        let mut out = vec![ORIGINAL_V2];
+        part(&mut out, self.key.as_deref());
+        part(&mut out, self.value.as_deref());
+        out.extend_from_slice(&(self.headers.len() as u32).to_be_bytes());
+        for (k, v) in &self.headers {
+            part(&mut out, Some(k.as_bytes()));
+            part(&mut out, v.as_deref());
+        }
+        out
+    }
+
+    /// Reads [`Original::to_bytes`], or the first version's JSON.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Original> {
+        if bytes.first() == Some(&b'{') {
+            return serde_json::from_slice(bytes).ok();
+        }
+        fn number(rest: &mut &[u8]) -> Option<u32> {
+            let (n, tail) = rest.split_first_chunk::<4>()?;
+            *rest = tail;
+            Some(u32::from_be_bytes(*n))
+        }
+        fn part(rest: &mut &[u8]) -> Option<Option<Vec<u8>>> {
+            let n = number(rest)?;
+            if n == u32::MAX {
+                return Some(None);
+            }
+            let (b, tail) = rest.split_at_checked(n as usize)?;
+            *rest = tail;
+            Some(Some(b.to_vec()))
+        }
+        let (&ORIGINAL_V2, mut rest) = bytes.split_first()? else { return None };
+        let key = part(&mut rest)?;
+        let value = part(&mut rest)?;
+        let count = number(&mut rest)?;
+        let mut headers = Vec::new();
+        for _ in 0..count {
+            let name = String::from_utf8(part(&mut rest)??).ok()?;
+            headers.push((name, part(&mut rest)?));
+        }
+        rest.is_empty().then_some(Original { key, value, headers })
+    }
+}
+
 /// The position of a record: `(topic, partition, offset)`.
 pub type Position = (String, i32, i64);
 
@@ -109,7 +169,23 @@ pub trait TotalsReader {
 /// The dead-letter log, for `dlq list`, `dlq replay` and rebuilds.
 pub trait DeadLetterLog {
     /// All dead letters, or those of one reason, in source order.
-    fn dead_letters(&self, reason: Option<&str>) -> Result<Vec<DeadLetter>, StoreError>;
+    fn dead_letters(&self, reason: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = Vec::new();
+        self.each_dead_letter(reason, true, &mut |d| {
+            out.push(d);
+            true
+        })?;
+        Ok(out)
+    }
+    /// Hands each dead letter to `f`, in source order, until it returns
+    /// false: a listing never holds the whole log. Without `originals` the
+    /// original bytes are not read (they stay empty).
+    fn each_dead_letter(
+        &self,
+        reason: Option<&str>,
+        originals: bool,
+        f: &mut dyn FnMut(DeadLetter) -> bool,
+    ) -> Result<(), StoreError>;
     fn mark_sent(&mut self, positions: &[Position]) -> Result<(), StoreError>;
     fn mark_replayed(&mut self, positions: &[Position]) -> Result<(), StoreError>;
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use super::{Batch, DeadLetter, DeadLetterLog, Position, Store, StoreError, TotalsReader};
+use super::{Batch, DeadLetter, DeadLetterLog, Original, Position, Store, StoreError, TotalsReader};
 use crate::domain::engine::Day;
 use crate::domain::{OperationTotals, Totals};
 
@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     detail     TEXT NOT NULL,
     force      TEXT,
     event_id   TEXT,
-    original   BLOB NOT NULL,         -- JSON of the key, value and headers as they arrived
+    original   BLOB NOT NULL,         -- key, value and headers as they arrived (Original::to_bytes)
     sent       INTEGER NOT NULL,      -- on the dead-letter topic
     replayed   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic, partition, offset)
@@ -176,7 +176,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(err)?;
             for d in &batch.dead_letters {
-                let original = serde_json::to_vec(&d.original).expect("bytes and strings serialise");
+                let original = d.original.to_bytes();
                 dl.execute(params![
                     d.topic,
                     d.partition,
@@ -264,14 +264,23 @@ pub fn day_number(text: &str) -> Option<Day> {
 }
 
 impl DeadLetterLog for SqliteStore {
-    fn dead_letters(&self, reason: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
-        self.rows(
-            "SELECT topic, partition, offset, reason, detail, force, event_id, original, sent, replayed
-             FROM dead_letters WHERE ?1 IS NULL OR reason = ?1 ORDER BY topic, partition, offset",
-            [reason],
-            |r| {
+    fn each_dead_letter(
+        &self,
+        reason: Option<&str>,
+        originals: bool,
+        f: &mut dyn FnMut(DeadLetter) -> bool,
+    ) -> Result<(), StoreError> {
+        let original = if originals { "original" } else { "x''" };
+        let sql = format!(
+            "SELECT topic, partition, offset, reason, detail, force, event_id, {original}, sent, replayed
+             FROM dead_letters WHERE ?1 IS NULL OR reason = ?1 ORDER BY topic, partition, offset"
+        );
+        let mut run = || -> rusqlite::Result<()> {
+            let mut st = self.conn.prepare(&sql)?;
+            let mut rows = st.query([reason])?;
+            while let Some(r) = rows.next()? {
                 let original: Vec<u8> = r.get(7)?;
-                Ok(DeadLetter {
+                let d = DeadLetter {
                     topic: r.get(0)?,
                     partition: r.get(1)?,
                     offset: r.get(2)?,
@@ -279,12 +288,17 @@ impl DeadLetterLog for SqliteStore {
                     detail: r.get(4)?,
                     force: r.get(5)?,
                     event_id: r.get(6)?,
-                    original: serde_json::from_slice(&original).unwrap_or_default(),
+                    original: Original::from_bytes(&original).unwrap_or_default(),
                     sent: r.get(8)?,
                     replayed: r.get(9)?,
-                })
-            },
-        )
+                };
+                if !f(d) {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        run().map_err(|e| self.err(e))
     }
 
     fn mark_sent(&mut self, positions: &[Position]) -> Result<(), StoreError> {
@@ -354,5 +368,49 @@ mod tests {
             BTreeMap::from([("invalid".to_string(), 1)]),
             "redelivery is stored once"
         );
+    }
+
+    /// Regression: originals were stored as JSON arrays of numbers, 3.6
+    /// times their size.
+    #[test]
+    fn dead_letter_originals_are_stored_as_bytes_and_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut s = SqliteStore::open(&path).unwrap();
+        let value: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let original = Original {
+            key: None,
+            value: Some(value),
+            headers: vec![("a".into(), Some(vec![0, 1])), ("b".into(), None), ("c".into(), Some(vec![]))],
+        };
+        let dl = DeadLetter {
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            reason: "undecodable".into(),
+            detail: String::new(),
+            force: None,
+            event_id: None,
+            original: original.clone(),
+            sent: true,
+            replayed: false,
+        };
+        s.commit(&Batch { dead_letters: vec![dl], ..Batch::default() }).unwrap();
+        assert_eq!(s.dead_letters(None).unwrap()[0].original, original);
+        let stored: i64 = s.conn.query_row("SELECT length(original) FROM dead_letters", [], |r| r.get(0)).unwrap();
+        assert!(stored < 100_100, "{stored} bytes stored for 100,000");
+        // A listing without originals does not read them.
+        let mut listed = Vec::new();
+        s.each_dead_letter(None, false, &mut |d| {
+            listed.push(d);
+            true
+        })
+        .unwrap();
+        assert_eq!(listed[0].original, Original::default());
+        // The first version's JSON still reads.
+        let json = serde_json::to_vec(&original).unwrap();
+        assert_eq!(Original::from_bytes(&json), Some(original.clone()));
+        let bytes = original.to_bytes();
+        assert_eq!(Original::from_bytes(&bytes[..bytes.len() - 1]), None, "truncated");
     }
 }
