@@ -72,13 +72,19 @@ async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
     drop_file(&inbox, "b-mixed.jsonl", &b);
     drop_file(&inbox, "c-unreadable.csv", "record_id,kind,colour\nR9,arrest,blue\n");
     drop_file(&inbox, "d-notes.txt", "not an export\n");
+    // No header row: the raw reference on line 1 never reaches the receipt.
+    drop_file(&inbox, "c2-headerless.csv", "R7,line_closure,OP-WATCH,2023-10-10T10:00:00Z,07700 900123\n");
 
     let started = Instant::now();
     let w = RunningWatcher::start(&settings, &inbox);
     let done = |name: &str| inbox.join("done").join(format!("{name}.receipt.json")).exists();
     let failed = |name: &str| inbox.join("failed").join(format!("{name}.receipt.json")).exists();
     wait_until("the first four files handled", Duration::from_secs(60), || {
-        done("a-clean.csv") && done("b-mixed.jsonl") && failed("c-unreadable.csv") && failed("d-notes.txt")
+        done("a-clean.csv")
+            && done("b-mixed.jsonl")
+            && failed("c-unreadable.csv")
+            && failed("c2-headerless.csv")
+            && failed("d-notes.txt")
     })
     .await;
     // One more, while it runs.
@@ -101,11 +107,16 @@ async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
     );
     assert!(reasons[0].contains("burglary") && reasons[1].contains("record_id"), "{reasons:?}");
     assert!(reasons[2].contains("OP-ELSEWHERE") && reasons[2].contains("not configured"), "{reasons:?}");
-    for (name, says) in [("c-unreadable.csv", "unknown column \"colour\""), ("d-notes.txt", "is not a .jsonl")] {
+    for (name, says) in [
+        ("c-unreadable.csv", "unknown column \"colour\""),
+        ("c2-headerless.csv", "line 1 is not a header row"),
+        ("d-notes.txt", "is not a .jsonl"),
+    ] {
         let r = numbers(receipt(&inbox, "failed", name));
         assert_eq!(r["file"], name);
         assert!(r["error"].as_str().unwrap().contains(says), "{name}: {r}");
         assert_eq!(r.as_object().unwrap().len(), 2, "{name}: only file and error (and finished_at): {r}");
+        assert!(!r.to_string().contains("07700"), "{name}: a raw reference in the receipt: {r}");
     }
     assert_eq!(
         remaining(&inbox.join("done")),
@@ -120,13 +131,20 @@ async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
     );
     assert_eq!(
         remaining(&inbox.join("failed")),
-        ["c-unreadable.csv", "c-unreadable.csv.receipt.json", "d-notes.txt", "d-notes.txt.receipt.json"]
+        [
+            "c-unreadable.csv",
+            "c-unreadable.csv.receipt.json",
+            "c2-headerless.csv",
+            "c2-headerless.csv.receipt.json",
+            "d-notes.txt",
+            "d-notes.txt.receipt.json"
+        ]
     );
     assert_eq!(remaining(&inbox), [".hidden.csv", "x.csv.tmp", "y.jsonl.part"]);
     assert_eq!(std::fs::read_to_string(inbox.join("done/a-clean.csv")).unwrap(), a.csv, "moved, not rewritten");
 
     let stats = w.stop().await;
-    assert_eq!((stats.done, stats.failed, stats.outbox, stats.delivered), (3, 2, 0, 55));
+    assert_eq!((stats.done, stats.failed, stats.outbox, stats.delivered), (3, 3, 0, 55));
     assert!(stats.accepted.is_empty());
 
     // What the hub counts: a's rows, R1 now 40 people (was 14), R2 withdrawn

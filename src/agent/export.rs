@@ -349,9 +349,27 @@ fn csv_columns(header: &csv::StringRecord) -> Result<Vec<&'static str>, String> 
     if header.is_empty() {
         return Err("the file is empty (no header row)".to_string());
     }
+    // A file without a header row has data on line 1: its cells (perhaps a
+    // raw reference, which never leaves the force) must not be echoed into
+    // errors and receipts.
+    if header.iter().all(|name| known_field(name.trim()).is_err()) {
+        return Err(format!(
+            "line 1 is not a header row: none of its {} cells names a field; the first line must name the columns \
+             (at least {})",
+            header.len(),
+            REQUIRED.join(", ")
+        ));
+    }
     let mut columns = Vec::new();
-    for name in header {
-        let name = known_field(name.trim()).map_err(|e| e.replacen("unknown field", "unknown column", 1))?;
+    for (i, name) in header.iter().enumerate() {
+        let looks_like_a_name = |n: &str| n.len() <= 40 && n.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
+        let name = match known_field(name.trim()) {
+            Ok(name) => name,
+            Err(e) if looks_like_a_name(name.trim()) => return Err(e.replacen("unknown field", "unknown column", 1)),
+            Err(_) => {
+                return Err(format!("column {} is not a field name (the fields are {})", i + 1, FIELDS.join(", ")))
+            }
+        };
         if columns.contains(&name) {
             return Err(format!("column {name} appears twice"));
         }

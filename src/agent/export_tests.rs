@@ -201,6 +201,14 @@ fn csv_header_problems_spoil_the_file() {
     assert_eq!(header("record_id,kind,kind,operation,occurred_at\n"), "column kind appears twice");
     assert_eq!(header("record_id,kind,operation\n"), "the required column occurred_at is missing");
     assert_eq!(header(""), "the file is empty (no header row)");
+    // Regression: a file without a header row echoed its first data row
+    // (raw references included) into errors and receipts.
+    let headerless = header("R1,line_closure,OP-1,2023-10-10T10:00:00Z,07700 900123\n");
+    assert!(headerless.starts_with("line 1 is not a header row: none of its 5 cells"), "{headerless}");
+    assert!(!headerless.contains("07700"), "{headerless}");
+    let odd = header("record_id,kind,operation,occurred_at,07700 900123\n");
+    assert!(odd.starts_with("column 5 is not a field name"), "{odd}");
+    assert!(!odd.contains("07700"), "{odd}");
     let bad = read_export_from(&b"record_id,\xff\n"[..], Format::Csv, "f.csv").map(|_| ()).map_err(|e| e.to_string());
     assert_eq!(bad, Err("f.csv: bad CSV header: not UTF-8".to_string()));
     // A header with only the required columns (and a BOM, as spreadsheets write) is fine.
