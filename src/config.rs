@@ -16,6 +16,58 @@ pub enum ConfigError {
     Load { path: PathBuf, source: config::ConfigError },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error(
+        "{path} holds a secret ({key}) and others may read it (mode {mode:03o}): run `chmod 600 {path}`, \
+         or pass the secret in the environment (JOINTOPS__…) instead"
+    )]
+    Exposed { path: PathBuf, key: String, mode: u32 },
+}
+
+/// Whether a raw librdkafka setting holds a secret (`sasl.password`,
+/// `ssl.key.password`, `ssl.key.pem`, `sasl.oauthbearer.client.secret`, …);
+/// file locations are not secrets.
+pub fn is_secret_setting(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    !k.ends_with(".location")
+        && ["password", "secret", "jaas", "key.pem", "token", "credential"].iter().any(|w| k.contains(w))
+}
+
+/// The raw librdkafka map as settings print it: secret values redacted.
+struct RedactedMap<'a>(&'a BTreeMap<String, String>);
+
+impl fmt::Debug for RedactedMap<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self.0.iter().map(|(k, v)| (k, if is_secret_setting(k) { "[redacted]" } else { v.as_str() }));
+        f.debug_map().entries(shown).finish()
+    }
+}
+
+/// The first secret a config file itself holds, by its dotted name: the
+/// agent's operation secrets and secret librdkafka settings.
+fn secret_in(file: &toml::Table) -> Option<String> {
+    let table = |v: Option<&toml::Value>| v.and_then(toml::Value::as_table).cloned().unwrap_or_default();
+    let raw = table(table(file.get("kafka")).get("librdkafka"));
+    if let Some(k) = raw.keys().find(|k| is_secret_setting(k)) {
+        return Some(format!("kafka.librdkafka.\"{k}\""));
+    }
+    let operations = table(file.get("operations"));
+    operations.iter().find_map(|(alias, op)| {
+        op.as_table().filter(|t| t.contains_key("secret")).map(|_| format!("operations.{alias}.secret"))
+    })
+}
+
+/// Refuses a config file that holds a secret and that others may read.
+fn check_private(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    // Unreadable or malformed files are the loader's to report.
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let Ok(file) = text.parse::<toml::Table>() else { return Ok(()) };
+    let (Some(key), Ok(meta)) = (secret_in(&file), std::fs::metadata(path)) else { return Ok(()) };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::Exposed { path: path.into(), key, mode });
+    }
+    Ok(())
 }
 
 /// A secret that never prints: `Debug` and `Display` show `[redacted]`.
@@ -105,7 +157,7 @@ impl Default for ApiSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubKafka {
     #[serde(default = "default_bootstrap")]
@@ -202,7 +254,7 @@ pub fn default_spool_limit() -> u64 {
     1_000_000
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentKafka {
     #[serde(default = "default_bootstrap")]
@@ -223,7 +275,31 @@ pub struct AgentOperation {
     pub secret: Option<Secret>,
 }
 
+impl fmt::Debug for HubKafka {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubKafka")
+            .field("bootstrap", &self.bootstrap)
+            .field("topic", &self.topic)
+            .field("dlq_topic", &self.dlq_topic)
+            .field("group", &self.group)
+            .field("partitions", &self.partitions)
+            .field("librdkafka", &RedactedMap(&self.librdkafka))
+            .finish()
+    }
+}
+
+impl fmt::Debug for AgentKafka {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentKafka")
+            .field("bootstrap", &self.bootstrap)
+            .field("topic", &self.topic)
+            .field("librdkafka", &RedactedMap(&self.librdkafka))
+            .finish()
+    }
+}
+
 fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    check_private(path)?;
     let built = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
@@ -345,6 +421,42 @@ mod tests {
         p
     }
 
+    fn private(p: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// Regression: a config file holding a secret was read whatever its
+    /// permissions, and raw librdkafka secrets printed with the settings.
+    #[test]
+    fn a_config_holding_a_secret_that_others_may_read_is_refused_and_secrets_never_print() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let agent =
+            "force = \"MPS\"\nstate_dir = \"s\"\n[kafka]\n[operations.op_a]\nid = \"OP-A\"\nsecret = \"hunter2\"\n";
+        let p = write(dir.path(), agent);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = AgentSettings::load(&p).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("operations.op_a.secret"), "{e}");
+        assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+
+        let hub = "[kafka]\n[kafka.librdkafka]\n\"sasl.username\" = \"hub\"\n\"sasl.password\" = \"s3cret\"\n\"ssl.ca.location\" = \"ca.pem\"\n";
+        let p = write(dir.path(), hub);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = HubSettings::load(&p).unwrap_err().to_string();
+        assert!(e.contains("kafka.librdkafka.\"sasl.password\""), "{e}");
+        private(&p);
+        let s = HubSettings::load(&p).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret") && shown.contains("[redacted]"), "{shown}");
+        assert!(shown.contains("ca.pem") && shown.contains("\"hub\""), "{shown}");
+        // Without a secret in the file, its mode does not matter.
+        let p = write(dir.path(), "[kafka]\n");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(HubSettings::load(&p).is_ok());
+    }
+
     #[test]
     fn hub_config_loads_with_defaults_and_relative_store_path() {
         let dir = tempfile::tempdir().unwrap();
@@ -386,6 +498,7 @@ mod tests {
             dir.path(),
             "force = \"MPS\"\nstate_dir = \"s\"\n[kafka]\n[operations.op_a]\nid = \"OP-A\"\nsecret = \"hunter2\"\n",
         );
+        private(&p);
         let s = AgentSettings::load(&p).unwrap();
         assert_eq!(s.secret_for("OP-A").unwrap().expose(), "hunter2");
         assert_eq!(s.spool_limit, 1_000_000);

@@ -27,6 +27,8 @@
 //!   crash tests (pure).
 //! - [`config`]: the `Settings` trees of the hub and the agent, loaded and
 //!   validated once at start-up.
+//! - [`private`]: files and folders only their owner may read (stores,
+//!   ledgers); used by the store and agent shells.
 //! - [`cli`], [`telemetry`]: command line and logging; `main.rs` only wires.
 
 pub mod access;
@@ -39,6 +41,7 @@ pub mod config;
 pub mod domain;
 pub mod kafka;
 pub mod loadgen;
+pub mod private;
 pub mod report;
 pub mod rollup;
 pub mod store;

@@ -145,6 +145,15 @@ async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
 
     let stats = w.stop().await;
     assert_eq!((stats.done, stats.failed, stats.outbox, stats.delivered), (3, 3, 0, 55));
+    // Regression: the ledger and its outbox were readable by every account (0644).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let state = dir.path().join("state");
+    assert_eq!(mode(&state), 0o700);
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
     assert!(stats.accepted.is_empty());
 
     // What the hub counts: a's rows, R1 now 40 people (was 14), R2 withdrawn

@@ -93,8 +93,9 @@ impl Ledger {
         let file = state_dir.join("ledger.sqlite");
         let path = file.display().to_string();
         let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
-        std::fs::create_dir_all(state_dir)
+        crate::private::dir(state_dir)
             .map_err(|source| LedgerError::Io { path: state_dir.display().to_string(), source })?;
+        crate::private::file(&file).map_err(|source| LedgerError::Io { path: path.clone(), source })?;
         let conn = Connection::open(&file).map_err(wrap)?;
         // FULL: an accepted row must survive a power cut. EXCLUSIVE: two
         // agents on one ledger would hand out the same revision twice.
