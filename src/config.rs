@@ -12,8 +12,10 @@ use crate::domain::{Millis, Operation, Operations};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot load {path}: {source}")]
-    Load { path: PathBuf, source: config::ConfigError },
+    /// `detail` is the config crate's message with what it lacks: the line
+    /// of an unknown key and the nearest known one.
+    #[error("cannot load {path}: {detail}")]
+    Load { path: PathBuf, detail: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error(
@@ -306,8 +308,50 @@ fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
             config::Environment::with_prefix("JOINTOPS").prefix_separator("__").separator("__").try_parsing(false),
         )
         .build()
-        .map_err(|source| ConfigError::Load { path: path.into(), source })?;
-    built.try_deserialize().map_err(|source| ConfigError::Load { path: path.into(), source })
+        .map_err(|e| load_error(path, &e))?;
+    built.try_deserialize().map_err(|e| load_error(path, &e))
+}
+
+fn load_error(path: &Path, e: &config::ConfigError) -> ConfigError {
+    let text = e.to_string();
+    // The config crate appends " in <path>" to syntax errors; the path leads ours.
+    let detail = match text.rfind("\n in ") {
+        Some(at) => text[..at].trim_end().to_string(),
+        None => text.clone(),
+    };
+    ConfigError::Load { path: path.into(), detail: explain_unknown_key(path, &detail).unwrap_or(detail) }
+}
+
+/// "unknown field `bootstrp`, expected one of `bootstrap`, …" → the line it
+/// is on and the nearest known key.
+fn explain_unknown_key(path: &Path, detail: &str) -> Option<String> {
+    let rest = detail.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let nearest = expected
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(unknown, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min()
+        .map(|(_, k)| k);
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let line = text.lines().position(|l| {
+        let l = l.trim_start().trim_start_matches('"');
+        l.strip_prefix(unknown).is_some_and(|r| r.trim_start().trim_start_matches('"').trim_start().starts_with('='))
+    });
+    let section = detail.rsplit_once(" for key `").map(|(_, k)| k.trim_end_matches('`'));
+    let mut out = format!("unknown key `{unknown}`");
+    if let Some(section) = section {
+        out.push_str(&format!(" in [{section}]"));
+    }
+    if let Some(n) = line {
+        out.push_str(&format!(" at line {}", n + 1));
+    }
+    match nearest {
+        Some(k) => out.push_str(&format!(": did you mean `{k}`?")),
+        None => out.push_str(&format!(" (known keys: {})", expected.join(", "))),
+    }
+    Some(out)
 }
 
 fn relative_to(config: &Path, p: &Path) -> PathBuf {
@@ -479,7 +523,14 @@ mod tests {
     fn unknown_keys_and_bad_windows_are_refused_with_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "[kafka]\ntopics = \"x\"\n");
-        assert!(HubSettings::load(&p).unwrap_err().to_string().contains("topics"));
+        let e = HubSettings::load(&p).unwrap_err().to_string();
+        // Regression: the config crate's message was printed twice, with no
+        // line and no suggestion.
+        assert!(e.ends_with("unknown key `topics` in [kafka] at line 2: did you mean `topic`?"), "{e}");
+        assert_eq!(e.matches("topics").count(), 1, "{e}");
+        let p = write(dir.path(), "[kafka]\nbootstrap = \n");
+        let e = HubSettings::load(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.matches("TOML parse error").count() == 1, "{e}");
         let p = write(
             dir.path(),
             "[kafka]\n[[operations]]\nid = \"A\"\nstarts = \"2023-10-16T00:00:00Z\"\nends = \"2023-10-09T00:00:00Z\"\n",
