@@ -26,6 +26,11 @@ pub enum LedgerError {
          Let the outbox drain (the broker must be reachable) or raise spool_limit, then hand the file in again"
     )]
     SpoolFull { file: String, state_dir: String, limit: u64, current: u64, adding: u64 },
+    #[error(
+        "another agent (publish, resend or watch) is using {state_dir} (it holds {lock}): wait for it to \
+         finish, or stop it; two agents never share a state_dir"
+    )]
+    InUse { state_dir: String, lock: String },
 }
 
 impl LedgerError {
@@ -86,6 +91,25 @@ pub struct Ledger {
     conn: Connection,
     path: String,
     state_dir: PathBuf,
+    /// Held while this ledger is open: one agent per state folder.
+    _lock: std::fs::File,
+}
+
+/// `state_dir/agent.lock`, locked: a second agent on the folder would meet
+/// SQLite's bare "database is locked" at its first write.
+fn lock(state_dir: &Path) -> Result<std::fs::File, LedgerError> {
+    let path = state_dir.join("agent.lock");
+    let io = |source| LedgerError::Io { path: path.display().to_string(), source };
+    crate::private::file(&path).map_err(io)?;
+    let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::InUse {
+            state_dir: state_dir.display().to_string(),
+            lock: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 impl Ledger {
@@ -95,6 +119,7 @@ impl Ledger {
         let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
         crate::private::dir(state_dir)
             .map_err(|source| LedgerError::Io { path: state_dir.display().to_string(), source })?;
+        let lock = lock(state_dir)?;
         crate::private::file(&file).map_err(|source| LedgerError::Io { path: path.clone(), source })?;
         let conn = Connection::open(&file).map_err(wrap)?;
         // FULL: an accepted row must survive a power cut. EXCLUSIVE: two
@@ -117,7 +142,7 @@ impl Ledger {
         .map_err(wrap)?;
         // Absolute, for messages that tell an operator where to look.
         let state_dir = state_dir.canonicalize().unwrap_or_else(|_| state_dir.to_path_buf());
-        Ok(Ledger { conn, path, state_dir })
+        Ok(Ledger { conn, path, state_dir, _lock: lock })
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -344,6 +369,18 @@ pub enum RunState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `publish` while `watch` ran on the same folder failed
+    /// with SQLite's bare "database is locked".
+    #[test]
+    fn a_second_agent_on_one_state_folder_is_told_who_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Ledger::open(dir.path()).unwrap();
+        let e = Ledger::open(dir.path()).err().expect("refused while the first is open").to_string();
+        assert!(e.contains("another agent") && e.contains("agent.lock"), "{e}");
+        drop(first);
+        assert!(Ledger::open(dir.path()).is_ok(), "free again once the first has gone");
+    }
 
     fn entry(id: &str) -> Entry {
         Entry {
