@@ -410,7 +410,12 @@ impl Lag {
 pub fn lag(settings: &HubSettings) -> anyhow::Result<Lag> {
     let k = &settings.kafka;
     let consumer: BaseConsumer = kafka::client_config(&k.bootstrap, &[], &k.librdkafka).create()?;
-    let high = kafka::high_watermarks(&consumer, &k.topic)?;
+    let high = kafka::high_watermarks(&consumer, &k.topic).map_err(|e| match e.rdkafka_error_code() {
+        Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) => {
+            anyhow::anyhow!("no topic {:?} on {} (kafka.topic; has anything been published yet?)", k.topic, k.bootstrap)
+        }
+        _ => anyhow::anyhow!("cannot read the ends of {:?} on {}: {e}", k.topic, k.bootstrap),
+    })?;
     let stored = if settings.store.path.exists() {
         crate::store::SqliteStore::open_read(&settings.store.path)?.offsets(&k.topic)?
     } else {
