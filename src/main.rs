@@ -4,15 +4,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use jointops::cli::{dispatch, Cli};
+use jointops::telemetry::LogFormat;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    jointops::telemetry::init(cli.log_format);
+    let format = cli.log_format;
+    jointops::telemetry::init(format);
     match dispatch(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // With JSON logs, every line on stderr is JSON: the fatal one too.
+            match format {
+                LogFormat::Text => eprintln!("error: {e:#}"),
+                LogFormat::Json => tracing::error!(error = %format!("{e:#}"), "Failed."),
+            }
             ExitCode::FAILURE
         }
     }

@@ -104,10 +104,9 @@ fn lock(state_dir: &Path) -> Result<std::fs::File, LedgerError> {
     let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::InUse {
-            state_dir: state_dir.display().to_string(),
-            lock: path.display().to_string(),
-        }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(LedgerError::InUse { state_dir: state_dir.display().to_string(), lock: path.display().to_string() })
+        }
         Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }
 }

@@ -58,6 +58,16 @@ pub async fn replay(settings: &HubSettings, reason: Option<&str>, dry_run: bool)
             Err((r, detail)) => outcome.still_refused.push((pos, r.code().to_string(), detail)),
         }
     }
+    if !dry_run && !ready.is_empty() && super::try_lock(&settings.store.path)?.is_none() {
+        // The running rollup checks the replayed records against the
+        // configuration it started with, and would refuse them again.
+        tracing::warn!(
+            store = %settings.store.path.display(),
+            lock = %super::lock_path(&settings.store.path).display(),
+            "A rollup is running on this store with the configuration it started with: restart it so that it \
+             reads the corrected configuration, or it refuses the replayed records again."
+        );
+    }
     if !dry_run && !ready.is_empty() {
         let producer: FutureProducer =
             kafka::client_config(&k.bootstrap, kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?;
