@@ -91,17 +91,48 @@ fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
 
+fn default_max_connections() -> usize {
+    256
+}
+fn default_max_streams() -> usize {
+    64
+}
+fn default_max_streams_per_token() -> usize {
+    4
+}
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
     /// Address `jointops serve` listens on.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Open connections at most; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Live streams open at once, in all and per token (429 beyond).
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    #[serde(default = "default_max_streams_per_token")]
+    pub max_streams_per_token: usize,
+    /// A connection that has not sent a request's headers in whole within
+    /// this time is closed.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { listen: default_listen() }
+        ApiSettings {
+            listen: default_listen(),
+            max_connections: default_max_connections(),
+            max_streams: default_max_streams(),
+            max_streams_per_token: default_max_streams_per_token(),
+            header_timeout_ms: default_header_timeout_ms(),
+        }
     }
 }
 
@@ -130,11 +161,25 @@ pub struct StoreSettings {
     /// SQLite file; a relative path is taken from the config file's folder.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// The hub's own records (tokens, the access log), which no rebuild
+    /// replaces: `<path>.records` unless given.
+    #[serde(default)]
+    pub records: Option<PathBuf>,
+}
+
+impl StoreSettings {
+    pub fn records_path(&self) -> PathBuf {
+        self.records.clone().unwrap_or_else(|| {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(".records");
+            PathBuf::from(name)
+        })
+    }
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { path: default_store_path() }
+        StoreSettings { path: default_store_path(), records: None }
     }
 }
 
@@ -252,6 +297,7 @@ impl HubSettings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut s: HubSettings = load(path)?;
         s.store.path = relative_to(path, &s.store.path);
+        s.store.records = s.store.records.as_deref().map(|r| relative_to(path, r));
         s.validate().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
         Ok(s)
     }
@@ -260,6 +306,16 @@ impl HubSettings {
         self.operations().map(|_| ())?;
         if self.kafka.topic == self.kafka.dlq_topic {
             return Err("kafka.topic and kafka.dlq_topic must differ".into());
+        }
+        if self.store.records_path() == self.store.path {
+            return Err("store.records must not be the store itself".into());
+        }
+        let a = &self.api;
+        if a.max_connections == 0 || a.max_streams == 0 || a.max_streams_per_token == 0 || a.header_timeout_ms == 0 {
+            return Err(
+                "api.max_connections, max_streams, max_streams_per_token and header_timeout_ms must be at least 1"
+                    .into(),
+            );
         }
         if self.kafka.partitions < 1 || self.rollup.batch_size == 0 {
             return Err("kafka.partitions and rollup.batch_size must be at least 1".into());
