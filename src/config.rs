@@ -122,6 +122,12 @@ pub struct ApiSettings {
     /// this time is closed.
     #[serde(default = "default_header_timeout_ms")]
     pub header_timeout_ms: u64,
+    /// PEM certificate chain and private key: with both, the API speaks
+    /// only TLS (HTTPS). Relative paths are taken from the config's folder.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiSettings {
@@ -132,6 +138,8 @@ impl Default for ApiSettings {
             max_streams: default_max_streams(),
             max_streams_per_token: default_max_streams_per_token(),
             header_timeout_ms: default_header_timeout_ms(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -298,6 +306,8 @@ impl HubSettings {
         let mut s: HubSettings = load(path)?;
         s.store.path = relative_to(path, &s.store.path);
         s.store.records = s.store.records.as_deref().map(|r| relative_to(path, r));
+        s.api.tls_cert = s.api.tls_cert.as_deref().map(|r| relative_to(path, r));
+        s.api.tls_key = s.api.tls_key.as_deref().map(|r| relative_to(path, r));
         s.validate().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
         Ok(s)
     }
@@ -316,6 +326,9 @@ impl HubSettings {
                 "api.max_connections, max_streams, max_streams_per_token and header_timeout_ms must be at least 1"
                     .into(),
             );
+        }
+        if a.tls_cert.is_some() != a.tls_key.is_some() {
+            return Err("api.tls_cert and api.tls_key go together".into());
         }
         if self.kafka.partitions < 1 || self.rollup.batch_size == 0 {
             return Err("kafka.partitions and rollup.batch_size must be at least 1".into());

@@ -152,3 +152,60 @@ async fn connections_and_request_sizes_are_bounded() {
     assert_eq!(res.status(), 431);
     api.stop().await;
 }
+
+/// A self-signed certificate for 127.0.0.1 from the openssl command line
+/// (a needed part: without it this test fails, it does not skip).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=jointops-test", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command line, to make a test certificate");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+/// With `[api] tls_cert` and `tls_key`, `serve` speaks HTTPS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_speaks_tls_when_given_a_certificate() {
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject, pki_types::CertificateDer};
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = quiet_hub(dir.path());
+    let (cert, key) = self_signed(dir.path());
+    (hub.api.tls_cert, hub.api.tls_key) = (Some(cert.clone()), Some(key));
+    let api = RunningApi::start(&hub).await;
+    let (token, _) = issue_token(&hub, Role::Coordinator, None);
+    let addr = api.base.trim_start_matches("http://").to_string();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(&cert).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake with the API");
+    let request = format!(
+        "GET /api/v1/operations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_string(&mut answer)).await.unwrap().ok();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"operations\""), "{answer}");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain =
+        reqwest::Client::new().get(format!("{}/healthz", api.base)).timeout(Duration::from_secs(5)).send().await;
+    assert!(plain.is_err(), "{plain:?}");
+    api.stop().await;
+}

@@ -8,6 +8,7 @@ mod log;
 mod routes;
 mod server;
 mod streams;
+mod tls;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -25,6 +26,7 @@ use crate::store::{open_records, FileId, RecordsStore, SqliteStore, StoreError};
 pub use log::{REFUSED_FIELD_BYTES, REFUSED_PER_WINDOW};
 pub use routes::router;
 pub use server::serve;
+pub use tls::TlsError;
 
 /// The derived store as last opened, and which file that was.
 struct Derived {

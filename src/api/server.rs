@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::http1::Builder;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -31,14 +32,19 @@ pub async fn serve(
     let (stop, stopping) = watch::channel(false);
     let state = ApiState::open(settings, stopping.clone())?;
     let api = &state.settings.api;
-    let mut http = hyper::server::conn::http1::Builder::new();
+    let mut http = Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(api.header_timeout_ms))
         .max_header_size(MAX_HEADER_BYTES)
         .max_buf_size(MAX_HEADER_BYTES.max(8192));
+    let header_timeout = Duration::from_millis(api.header_timeout_ms);
+    let tls = match (&api.tls_cert, &api.tls_key) {
+        (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let connections = Arc::new(Semaphore::new(api.max_connections));
     let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, max_connections = api.max_connections, "API listening.");
+    tracing::info!(%addr, tls = tls.is_some(), max_connections = api.max_connections, "API listening.");
 
     let service = app(state.clone());
     let mut tasks = JoinSet::new();
@@ -62,20 +68,17 @@ pub async fn serve(
                 }
             },
         };
-        let conn = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service.clone()));
-        let mut stopping = stopping.clone();
+        let (http, service, stopping, tls) = (http.clone(), service.clone(), stopping.clone(), tls.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            tokio::pin!(conn);
-            let stop = async move {
-                let _ = stopping.wait_for(|s| *s).await;
-            };
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            match tls {
+                None => drive(http, tcp, service, stopping).await,
+                // A handshake gets no longer than the headers would.
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(tcp)).await {
+                    Ok(Ok(stream)) => drive(http, stream, service, stopping).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed."),
+                    Err(_) => tracing::debug!("TLS handshake too slow; closed."),
+                },
             }
         });
         while tasks.try_join_next().is_some() {}
@@ -88,4 +91,24 @@ pub async fn serve(
     }
     state.flush_refused();
     Ok(())
+}
+
+/// Serves one connection until it ends, or until shutdown asks it to finish
+/// its request in flight.
+async fn drive<I>(http: Builder, io: I, service: axum::Router, mut stopping: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    let stop = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
