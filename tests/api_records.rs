@@ -268,3 +268,36 @@ async fn audit_shows_stored_text_safely_and_verify_names_the_first_entry_that_do
     let csv = String::from_utf8(jointops(&["token", "list", "--format", "csv"], &config).stdout).unwrap();
     assert!(csv.starts_with("id,role,operations,label,created_at,revoked_at\n"), "{csv}");
 }
+
+/// A hub upgraded from before the records file existed keeps its tokens in
+/// the store; its first rebuild carries them over before replacing the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_hubs_tokens_survive_its_first_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = load_hub(dir.path());
+    create_topics(&hub).await;
+    send_events(&producer(&hub.kafka.bootstrap), &hub.kafka.topic, &loadgen::generate(50, 3)).await;
+    let live = RunningRollup::start(&hub).await;
+    wait_caught_up(&hub, Duration::from_secs(60)).await;
+    live.stop().await;
+    // The tables an older version kept in the store, with one token.
+    let old = rusqlite::Connection::open(&hub.store.path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE tokens (id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, role TEXT NOT NULL, operations TEXT,
+             label TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
+         INSERT INTO tokens VALUES ('0123456789ab', x'01', 'coordinator', NULL, 'from before', 1, NULL);",
+    )
+    .unwrap();
+    drop(old);
+    let records_path = hub.store.records_path();
+    assert!(!records_path.exists());
+    let old_file = FileId::of(&hub.store.path).unwrap();
+    let rebuild = RunningRollup::start_rebuild(&hub).await;
+    wait_until("the rebuilt store is swapped in", Duration::from_secs(60), || {
+        FileId::of(&hub.store.path).is_ok_and(|f| f != old_file)
+    })
+    .await;
+    rebuild.stop().await;
+    let tokens = records(&hub).tokens().unwrap();
+    assert_eq!(tokens.iter().map(|g| g.label.as_str()).collect::<Vec<_>>(), ["from before"]);
+}

@@ -26,7 +26,7 @@ pub const REFUSED_FIELD_BYTES: usize = 256;
 pub const REFUSED_PER_WINDOW: u32 = 60;
 const WINDOW_MS: i64 = 60_000;
 /// Justifications of authenticated callers are kept up to this length.
-const JUSTIFICATION_BYTES: usize = 2000;
+const JUSTIFICATION_BYTES: usize = 500;
 
 /// Counts refused requests beyond the itemised ones, per window.
 pub(super) struct FloodGate {
