@@ -186,7 +186,8 @@ pub(super) async fn logged(State(state): State<Arc<ApiState>>, mut req: Request,
             status: StatusCode::UNAUTHORIZED.as_u16(),
             justification: justification.map(|j| cut(j, REFUSED_FIELD_BYTES)),
         };
-        return match state.log_refused(entry) {
+        let written = off_runtime(&state, move |s| s.log_refused(entry)).await;
+        return match written {
             Ok(()) => ApiError::unauthorized().into_response(),
             Err(_) => ApiError::unavailable().into_response(),
         };
@@ -205,9 +206,27 @@ pub(super) async fn logged(State(state): State<Arc<ApiState>>, mut req: Request,
         status: res.status().as_u16(),
         justification,
     };
-    match state.log(&entry) {
+    match off_runtime(&state, move |s| s.log(&entry)).await {
         Ok(()) => res,
         Err(_) => ApiError::unavailable().into_response(),
+    }
+}
+
+/// Each entry is fsync'd (the records file is `synchronous=FULL`) before the
+/// answer leaves: that wait belongs on a blocking thread, not on the
+/// runtime's workers that drive every other connection and stream.
+async fn off_runtime(
+    state: &Arc<ApiState>,
+    write: impl FnOnce(&ApiState) -> Result<(), StoreError> + Send + 'static,
+) -> Result<(), ()> {
+    let state = state.clone();
+    match tokio::task::spawn_blocking(move || write(&state)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(e) => {
+            tracing::error!(error = %e, "Access-log writer failed; answering 503.");
+            Err(())
+        }
     }
 }
 
