@@ -121,7 +121,7 @@ fn grant(state: &ApiState, headers: &HeaderMap) -> Result<Option<Grant>, StoreEr
         .map(str::trim)
         .filter(|t| !t.is_empty());
     match token {
-        Some(t) => state.records(|r| r.find_token(&hash_token(t))),
+        Some(t) => state.tokens(|r| r.find_token(&hash_token(t))),
         None => Ok(None),
     }
 }

@@ -40,6 +40,9 @@ pub struct ApiState {
     pub settings: HubSettings,
     pub operations: Operations,
     derived: Mutex<Derived>,
+    /// Token checks have a connection of their own, so that they never wait
+    /// behind an access-log write's fsync.
+    tokens: Mutex<RecordsStore>,
     records: Mutex<RecordsStore>,
     refused: Mutex<log::FloodGate>,
     streams: streams::StreamSlots,
@@ -57,12 +60,14 @@ impl ApiState {
         drop(SqliteStore::open(path)?);
         let derived = Derived { store: SqliteStore::open_read(path)?, file: FileId::of(path).ok() };
         let records = open_records(&settings.store)?;
+        let tokens = open_records(&settings.store)?;
         let operations = settings.operations().map_err(anyhow::Error::msg)?;
         let streams = streams::StreamSlots::new(settings.api.max_streams, settings.api.max_streams_per_token);
         Ok(Arc::new(ApiState {
             settings,
             operations,
             derived: Mutex::new(derived),
+            tokens: Mutex::new(tokens),
             records: Mutex::new(records),
             refused: Mutex::new(log::FloodGate::new()),
             streams,
@@ -85,10 +90,14 @@ impl ApiState {
         f(&d.store)
     }
 
-    /// Runs `f` on the records (tokens, access log). Token checks and log
-    /// writes are single-row statements, so one connection serves both.
+    /// Runs `f` on the connection that writes the access log.
     fn records<T>(&self, f: impl FnOnce(&mut RecordsStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
         f(&mut lock(&self.records))
+    }
+
+    /// Runs `f` on the connection that checks tokens (single-row reads).
+    fn tokens<T>(&self, f: impl FnOnce(&RecordsStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&lock(&self.tokens))
     }
 }
 

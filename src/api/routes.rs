@@ -278,7 +278,7 @@ impl Live {
                 return None;
             }
             if self.checked.elapsed() >= STREAM_RECHECK {
-                let active = self.state.records(|r| r.token_active(&self.caller.grant.id));
+                let active = self.state.tokens(|r| r.token_active(&self.caller.grant.id));
                 if !active.unwrap_or(false) {
                     return None;
                 }
