@@ -80,6 +80,14 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
     println!("slow-header connection closed after {open_for:?} (header_timeout_ms = 1000)");
     assert!(read.is_ok(), "the half-sent request's connection was still open after 10 s");
     assert!(open_for < Duration::from_secs(3), "{open_for:?}");
+
+    // The timeout is for headers only: a live stream outlives it.
+    let (token, _) = issue_token(&hub, Role::Coordinator, None);
+    let res = open_stream(&api.base, &token).await;
+    let mut body = Box::pin(res.bytes_stream());
+    assert!(body.next().await.is_some_and(|c| c.is_ok()), "the first event");
+    let quiet = tokio::time::timeout(Duration::from_millis(2500), body.next()).await;
+    assert!(quiet.is_err(), "the stream ended within 2.5 s: {quiet:?}");
     api.stop().await;
 }
 
