@@ -446,6 +446,30 @@ mod tests {
     }
 
     #[test]
+    fn records_beside_the_store_and_api_limits_and_tls_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "[kafka]
+[store]
+path = \"d/hub.sqlite\"
+[api]
+tls_cert = \"c.pem\"
+tls_key = \"k.pem\"
+",
+        );
+        let s = HubSettings::load(&p).unwrap();
+        assert_eq!(s.store.records_path(), dir.path().join("d/hub.sqlite.records"));
+        assert_eq!(s.api.tls_key, Some(dir.path().join("k.pem")));
+        for bad in
+            ["[api]\ntls_cert = \"c.pem\"\n", "[api]\nmax_streams = 0\n", "[store]\npath = \"a\"\nrecords = \"a\"\n"]
+        {
+            let p = write(dir.path(), &format!("[kafka]\n{bad}"));
+            assert!(HubSettings::load(&p).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn agent_secret_is_required_and_never_printed() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "force = \"MPS\"\nstate_dir = \"s\"\n[kafka]\n[operations.op_a]\nid = \"OP-A\"\n");

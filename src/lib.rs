@@ -19,8 +19,10 @@
 //!   access log) and their SQLite implementation; the hub's own records
 //!   (tokens, the chained access log) in a file of their own that no
 //!   rebuild replaces.
-//! - [`api`]: `jointops serve`, the HTTP API and dashboard (axum): bearer
-//!   tokens, per-role filtering. Reads the store; writes only the access log.
+//! - [`api`]: `jointops serve`, the HTTP API and dashboard (axum routes on
+//!   hyper's HTTP/1 server, optionally TLS): bearer tokens, per-role
+//!   filtering, the access-log middleware, limits against hostile clients.
+//!   Reads the store; writes only the access log.
 //! - [`report`]: totals → table / JSON / CSV.
 //! - [`audit`]: the access log and token list for people and tools, with
 //!   stored text shown safely (escaped controls, inert CSV formulas).
