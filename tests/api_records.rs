@@ -97,6 +97,8 @@ async fn a_rebuild_keeps_tokens_and_the_access_log_and_a_running_serve_follows_i
     assert_eq!(&log[..2], &logged_before[..], "the log keeps every entry from before the rebuild");
     assert_eq!(log.len(), 5);
     assert!(log.iter().any(|a| a.token_id.as_deref() == Some(keep_id.as_str())));
+    let refused = log.iter().find(|a| a.status == 401).expect("the revoked token's request");
+    assert_eq!(refused.token_id.as_deref(), Some(later_id.as_str()), "a revoked token is named in the log");
     assert_eq!(records(&hub).verify_chain().unwrap().first_bad, None);
     for f in ["hub.sqlite", "hub.sqlite.records"] {
         assert_eq!(mode(&dir.path().join(f)), 0o600, "{f} (the rebuilt store too) is the owner's only");

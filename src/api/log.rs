@@ -112,8 +112,9 @@ fn justification(headers: &HeaderMap) -> Option<String> {
     (!text.trim().is_empty()).then(|| cut(text, JUSTIFICATION_BYTES))
 }
 
-/// The caller's grant from `Authorization: Bearer …` (the token is never logged).
-fn grant(state: &ApiState, headers: &HeaderMap) -> Result<Option<Grant>, StoreError> {
+/// The grant of the token in `Authorization: Bearer …`, revoked or not (the
+/// token itself is never logged).
+fn presented(state: &ApiState, headers: &HeaderMap) -> Result<Option<Grant>, StoreError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -121,7 +122,7 @@ fn grant(state: &ApiState, headers: &HeaderMap) -> Result<Option<Grant>, StoreEr
         .map(str::trim)
         .filter(|t| !t.is_empty());
     match token {
-        Some(t) => state.tokens(|r| r.find_token(&hash_token(t))),
+        Some(t) => state.tokens(|r| r.find_token_any(&hash_token(t))),
         None => Ok(None),
     }
 }
@@ -167,19 +168,25 @@ pub(super) async fn logged(State(state): State<Arc<ApiState>>, mut req: Request,
     let target = req.uri().path_and_query().map_or(path, |p| p.as_str()).to_string();
     let method = req.method().to_string();
     let justification = justification(req.headers());
-    let grant = match grant(&state, req.headers()) {
+    let presented = match presented(&state, req.headers()) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!(error = %e, "Token store unreadable; answering 503.");
             return ApiError::unavailable().into_response();
         }
     };
+    let (grant, revoked) = match presented {
+        Some(g) if g.revoked_at.is_none() => (Some(g), None),
+        other => (None, other),
+    };
     let Some(grant) = grant else {
+        // A revoked token is named (its id, found by the full hash), so the
+        // log shows who still tries one; unknown tokens name nobody.
         let entry = Access {
             seq: 0,
             at: now(),
-            token_id: None,
-            role: None,
+            token_id: revoked.as_ref().map(|g| g.id.clone()),
+            role: revoked.as_ref().map(|g| g.role.to_string()),
             method: cut(method, 16),
             path: cut(target, REFUSED_FIELD_BYTES),
             operation: None,

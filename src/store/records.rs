@@ -66,6 +66,9 @@ pub trait AccessStore {
     fn add_token(&mut self, hash: &[u8; 32], grant: &Grant) -> Result<(), StoreError>;
     /// The active token with this hash.
     fn find_token(&self, hash: &[u8; 32]) -> Result<Option<Grant>, StoreError>;
+    /// The token with this hash, revoked or not: who is still presenting a
+    /// revoked token is worth recording.
+    fn find_token_any(&self, hash: &[u8; 32]) -> Result<Option<Grant>, StoreError>;
     /// Whether the token with this id exists and is not revoked.
     fn token_active(&self, id: &str) -> Result<bool, StoreError>;
     fn tokens(&self) -> Result<Vec<Grant>, StoreError>;
@@ -285,12 +288,12 @@ impl AccessStore for RecordsStore {
     }
 
     fn find_token(&self, hash: &[u8; 32]) -> Result<Option<Grant>, StoreError> {
+        Ok(self.find_token_any(hash)?.filter(|g| g.revoked_at.is_none()))
+    }
+
+    fn find_token_any(&self, hash: &[u8; 32]) -> Result<Option<Grant>, StoreError> {
         self.conn
-            .query_row(
-                &format!("SELECT {GRANT_COLUMNS} FROM tokens WHERE hash = ?1 AND revoked_at IS NULL"),
-                [hash.as_slice()],
-                grant_of,
-            )
+            .query_row(&format!("SELECT {GRANT_COLUMNS} FROM tokens WHERE hash = ?1"), [hash.as_slice()], grant_of)
             .optional()
             .map_err(|e| self.err(e))
     }
