@@ -100,6 +100,9 @@ fn default_max_streams() -> usize {
 fn default_max_streams_per_token() -> usize {
     4
 }
+fn default_max_asof() -> usize {
+    2
+}
 fn default_header_timeout_ms() -> u64 {
     10_000
 }
@@ -118,6 +121,10 @@ pub struct ApiSettings {
     pub max_streams: usize,
     #[serde(default = "default_max_streams_per_token")]
     pub max_streams_per_token: usize,
+    /// As-of figures recomputed at once (each replays the history in
+    /// memory); 429 beyond.
+    #[serde(default = "default_max_asof")]
+    pub max_asof: usize,
     /// A connection that has not sent a request's headers in whole within
     /// this time is closed.
     #[serde(default = "default_header_timeout_ms")]
@@ -137,6 +144,7 @@ impl Default for ApiSettings {
             max_connections: default_max_connections(),
             max_streams: default_max_streams(),
             max_streams_per_token: default_max_streams_per_token(),
+            max_asof: default_max_asof(),
             header_timeout_ms: default_header_timeout_ms(),
             tls_cert: None,
             tls_key: None,
@@ -321,9 +329,11 @@ impl HubSettings {
             return Err("store.records must not be the store itself".into());
         }
         let a = &self.api;
-        if a.max_connections == 0 || a.max_streams == 0 || a.max_streams_per_token == 0 || a.header_timeout_ms == 0 {
+        let limits =
+            [a.max_connections, a.max_streams, a.max_streams_per_token, a.max_asof, a.header_timeout_ms as usize];
+        if limits.contains(&0) {
             return Err(
-                "api.max_connections, max_streams, max_streams_per_token and header_timeout_ms must be at least 1"
+                "api.max_connections, max_streams, max_streams_per_token, max_asof and header_timeout_ms must be at least 1"
                     .into(),
             );
         }

@@ -217,3 +217,41 @@ async fn the_api_speaks_tls_when_given_a_certificate() {
     assert!(plain.is_err(), "{plain:?}");
     api.stop().await;
 }
+
+/// Regression: every as-of request replayed the whole history in memory
+/// (about 1 GiB for a million reports) at once, however many arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_recomputations_are_capped_so_a_burst_cannot_exhaust_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let op = jointops::loadgen::OPERATION;
+    let mut hub = hub(dir.path(), vec![operation(op, "2023-10-01T00:00:00Z", "2023-11-01T00:00:00Z", None)]);
+    hub.api.max_asof = 1;
+    create_topics(&hub).await;
+    send_events(&producer(&hub.kafka.bootstrap), &hub.kafka.topic, &jointops::loadgen::generate(30_000, 4)).await;
+    let rollup = RunningRollup::start(&hub).await;
+    wait_caught_up(&hub, Duration::from_secs(120)).await;
+    rollup.stop().await;
+    let api = RunningApi::start(&hub).await;
+    let (token, _) = issue_token(&hub, Role::Coordinator, None);
+    let url = format!("{}/api/v1/operations/{op}/totals?as_of=2030-01-01T00:00:00Z", api.base);
+    let http = reqwest::Client::new();
+    let burst = (0..6).map(|_| {
+        let req = http.get(&url).bearer_auth(&token);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(burst).await;
+    let ok: Vec<_> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    let refused = answers.iter().filter(|(s, _)| *s == 429).count();
+    println!("burst of 6 as-of requests: {} computed, {refused} refused (429)", ok.len());
+    assert!(!ok.is_empty() && refused >= 1 && ok.len() + refused == 6, "{answers:?}");
+    // Once the burst is over, as-of figures are served again.
+    let (status, _) = {
+        let res = http.get(&url).bearer_auth(&token).send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    api.stop().await;
+}

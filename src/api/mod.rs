@@ -46,6 +46,8 @@ pub struct ApiState {
     records: Mutex<RecordsStore>,
     refused: Mutex<log::FloodGate>,
     streams: streams::StreamSlots,
+    /// As-of recomputations running at once (429 beyond).
+    asof_slots: Arc<tokio::sync::Semaphore>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -64,6 +66,7 @@ impl ApiState {
         let operations = settings.operations().map_err(anyhow::Error::msg)?;
         let streams = streams::StreamSlots::new(settings.api.max_streams, settings.api.max_streams_per_token);
         Ok(Arc::new(ApiState {
+            asof_slots: Arc::new(tokio::sync::Semaphore::new(settings.api.max_asof)),
             settings,
             operations,
             derived: Mutex::new(derived),

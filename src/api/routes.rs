@@ -97,8 +97,15 @@ async fn totals_for(
     let mut t = match as_of {
         None => state.read(|s| s.totals(id)).map_err(ApiError::internal)?.unwrap_or_default(),
         Some(at) => {
+            // A recomputation holds the whole history in memory (about 1 GiB
+            // for a million reports): a burst of them must not exhaust it.
+            let permit = state.asof_slots.clone().try_acquire_owned().map_err(|_| {
+                ApiError(StatusCode::TOO_MANY_REQUESTS, "too many as-of figures being computed; try again".into())
+            })?;
             let (state, id) = (state.clone(), id.to_string());
             tokio::task::spawn_blocking(move || {
+                // Held until the work ends, even if the client has gone.
+                let _permit = permit;
                 let store = SqliteStore::open_read(&state.settings.store.path)?;
                 asof::totals_as_of(&store, &state.operations, &id, at)
             })
