@@ -180,24 +180,7 @@ pub(super) async fn logged(State(state): State<Arc<ApiState>>, mut req: Request,
         other => (None, other),
     };
     let Some(grant) = grant else {
-        // A revoked token is named (its id, found by the full hash), so the
-        // log shows who still tries one; unknown tokens name nobody.
-        let entry = Access {
-            seq: 0,
-            at: now(),
-            token_id: revoked.as_ref().map(|g| g.id.clone()),
-            role: revoked.as_ref().map(|g| g.role.to_string()),
-            method: cut(method, 16),
-            path: cut(target, REFUSED_FIELD_BYTES),
-            operation: None,
-            status: StatusCode::UNAUTHORIZED.as_u16(),
-            justification: justification.map(|j| cut(j, REFUSED_FIELD_BYTES)),
-        };
-        let written = off_runtime(&state, move |s| s.log_refused(entry)).await;
-        return match written {
-            Ok(()) => ApiError::unauthorized().into_response(),
-            Err(_) => ApiError::unavailable().into_response(),
-        };
+        return refuse(&state, revoked, method, target, justification).await;
     };
     let operation = Arc::new(Mutex::new(None));
     req.extensions_mut().insert(Caller { grant: grant.clone(), operation: operation.clone() });
@@ -215,6 +198,33 @@ pub(super) async fn logged(State(state): State<Arc<ApiState>>, mut req: Request,
     };
     match off_runtime(&state, move |s| s.log(&entry)).await {
         Ok(()) => res,
+        Err(_) => ApiError::unavailable().into_response(),
+    }
+}
+
+/// The 401 for a request without a valid token, recorded within the flood
+/// bounds. A revoked token is named (its id, found by the full hash), so the
+/// log shows who still tries one; unknown tokens name nobody.
+async fn refuse(
+    state: &Arc<ApiState>,
+    revoked: Option<Grant>,
+    method: String,
+    target: String,
+    justification: Option<String>,
+) -> Response {
+    let entry = Access {
+        seq: 0,
+        at: now(),
+        token_id: revoked.as_ref().map(|g| g.id.clone()),
+        role: revoked.as_ref().map(|g| g.role.to_string()),
+        method: cut(method, 16),
+        path: cut(target, REFUSED_FIELD_BYTES),
+        operation: None,
+        status: StatusCode::UNAUTHORIZED.as_u16(),
+        justification: justification.map(|j| cut(j, REFUSED_FIELD_BYTES)),
+    };
+    match off_runtime(state, move |s| s.log_refused(entry)).await {
+        Ok(()) => ApiError::unauthorized().into_response(),
         Err(_) => ApiError::unavailable().into_response(),
     }
 }
