@@ -154,6 +154,9 @@ fn access_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Access> {
     })
 }
 
+const LEGACY_TOKEN_COLUMNS: &str = "id, hash, role, operations, label, created_at, revoked_at";
+/// A row of an older store's `tokens` table, in [`LEGACY_TOKEN_COLUMNS`] order.
+type LegacyToken = (String, Vec<u8>, String, Option<String>, String, i64, Option<i64>);
 const GRANT_COLUMNS: &str = "id, role, operations, label, created_at, revoked_at";
 const ACCESS_COLUMNS: &str = "seq, at, token_id, role, method, path, operation, status, justification";
 
@@ -172,7 +175,15 @@ impl RecordsStore {
             .map_err(|e| s.err(e))?;
         s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
         if let Some(old) = legacy.filter(|p| fresh && p.exists()) {
-            s.import_legacy(old)?;
+            // All or nothing: a half-filled records file would never be
+            // filled again (only a new one imports), so it goes.
+            if let Err(e) = s.import_legacy(old) {
+                drop(s);
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(super::files::with_suffix(path, suffix));
+                }
+                return Err(e);
+            }
         }
         Ok(s)
     }
@@ -195,41 +206,33 @@ impl RecordsStore {
     fn import_legacy(&mut self, store: &Path) -> Result<(), StoreError> {
         let err = |source| StoreError::Sqlite { path: store.display().to_string(), source };
         let old = Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
-        let has = |table: &str| -> Result<bool, StoreError> {
+        let has = |table: &str| -> rusqlite::Result<bool> {
             old.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
                 r.get::<_, i64>(0)
             })
             .map(|n| n > 0)
-            .map_err(err)
         };
-        if has("tokens")? {
-            let mut st = old
-                .prepare("SELECT id, hash, role, operations, label, created_at, revoked_at FROM tokens")
-                .map_err(err)?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, Option<i64>>(6)?,
-                    ))
+        if has("tokens").map_err(err)? {
+            let rows: Vec<LegacyToken> = old
+                .prepare(&format!("SELECT {LEGACY_TOKEN_COLUMNS} FROM tokens"))
+                .and_then(|mut st| {
+                    st.query_map([], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    })?
+                    .collect()
                 })
-                .and_then(|m| m.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(err)?;
+            let sql =
+                format!("INSERT OR IGNORE INTO tokens ({LEGACY_TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
             for t in rows {
-                self.conn
-                    .execute("INSERT OR IGNORE INTO tokens (id, hash, role, operations, label, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", params![t.0, t.1, t.2, t.3, t.4, t.5, t.6])
-                    .map_err(|e| self.err(e))?;
+                self.conn.execute(&sql, params![t.0, t.1, t.2, t.3, t.4, t.5, t.6]).map_err(|e| self.err(e))?;
             }
         }
-        if has("access_log")? {
-            let mut st = old.prepare(&format!("SELECT {ACCESS_COLUMNS} FROM access_log ORDER BY seq")).map_err(err)?;
-            let rows =
-                st.query_map([], access_of).and_then(|m| m.collect::<rusqlite::Result<Vec<_>>>()).map_err(err)?;
+        if has("access_log").map_err(err)? {
+            let rows: Vec<Access> = old
+                .prepare(&format!("SELECT {ACCESS_COLUMNS} FROM access_log ORDER BY seq"))
+                .and_then(|mut st| st.query_map([], access_of)?.collect())
+                .map_err(err)?;
             for a in &rows {
                 self.log_access(a)?;
             }

@@ -148,3 +148,21 @@ fn records_and_store_files_are_readable_by_their_owner_only() {
         assert_eq!(mode, 0o600, "{name}");
     }
 }
+
+#[test]
+fn an_import_that_fails_leaves_no_records_file_so_the_next_open_tries_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("hub.sqlite");
+    let c = Connection::open(&old).unwrap();
+    c.execute_batch(
+        "CREATE TABLE tokens (id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, role TEXT NOT NULL, operations TEXT,
+             label TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
+         INSERT INTO tokens VALUES ('t1', x'01', 'coordinator', NULL, 'c', 1, NULL);
+         CREATE TABLE access_log (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL);",
+    )
+    .unwrap();
+    drop(c);
+    let records = dir.path().join("hub.sqlite.records");
+    assert!(RecordsStore::open(&records, Some(&old)).is_err(), "an access log without its columns");
+    assert!(!records.exists(), "no half-filled records file is left");
+}
