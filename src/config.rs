@@ -145,17 +145,64 @@ fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
 
+fn default_max_connections() -> usize {
+    256
+}
+fn default_max_streams() -> usize {
+    64
+}
+fn default_max_streams_per_token() -> usize {
+    4
+}
+fn default_max_asof() -> usize {
+    2
+}
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSettings {
     /// Address `jointops serve` listens on.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Open connections at most; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Live streams open at once, in all and per token (429 beyond).
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    #[serde(default = "default_max_streams_per_token")]
+    pub max_streams_per_token: usize,
+    /// As-of figures recomputed at once (each replays the history in
+    /// memory); 429 beyond.
+    #[serde(default = "default_max_asof")]
+    pub max_asof: usize,
+    /// A connection that has not sent a request's headers in whole within
+    /// this time is closed.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// PEM certificate chain and private key: with both, the API speaks
+    /// only TLS (HTTPS). Relative paths are taken from the config's folder.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { listen: default_listen() }
+        ApiSettings {
+            listen: default_listen(),
+            max_connections: default_max_connections(),
+            max_streams: default_max_streams(),
+            max_streams_per_token: default_max_streams_per_token(),
+            max_asof: default_max_asof(),
+            header_timeout_ms: default_header_timeout_ms(),
+            tls_cert: None,
+            tls_key: None,
+        }
     }
 }
 
@@ -184,11 +231,25 @@ pub struct StoreSettings {
     /// SQLite file; a relative path is taken from the config file's folder.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
+    /// The hub's own records (tokens, the access log), which no rebuild
+    /// replaces: `<path>.records` unless given.
+    #[serde(default)]
+    pub records: Option<PathBuf>,
+}
+
+impl StoreSettings {
+    pub fn records_path(&self) -> PathBuf {
+        self.records.clone().unwrap_or_else(|| {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(".records");
+            PathBuf::from(name)
+        })
+    }
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { path: default_store_path() }
+        StoreSettings { path: default_store_path(), records: None }
     }
 }
 
@@ -372,6 +433,9 @@ impl HubSettings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut s: HubSettings = load(path)?;
         s.store.path = relative_to(path, &s.store.path);
+        s.store.records = s.store.records.as_deref().map(|r| relative_to(path, r));
+        s.api.tls_cert = s.api.tls_cert.as_deref().map(|r| relative_to(path, r));
+        s.api.tls_key = s.api.tls_key.as_deref().map(|r| relative_to(path, r));
         s.validate().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
         Ok(s)
     }
@@ -380,6 +444,21 @@ impl HubSettings {
         self.operations().map(|_| ())?;
         if self.kafka.topic == self.kafka.dlq_topic {
             return Err("kafka.topic and kafka.dlq_topic must differ".into());
+        }
+        if self.store.records_path() == self.store.path {
+            return Err("store.records must not be the store itself".into());
+        }
+        let a = &self.api;
+        let limits =
+            [a.max_connections, a.max_streams, a.max_streams_per_token, a.max_asof, a.header_timeout_ms as usize];
+        if limits.contains(&0) {
+            return Err(
+                "api.max_connections, max_streams, max_streams_per_token, max_asof and header_timeout_ms must be at least 1"
+                    .into(),
+            );
+        }
+        if a.tls_cert.is_some() != a.tls_key.is_some() {
+            return Err("api.tls_cert and api.tls_key go together".into());
         }
         if self.kafka.partitions < 1 || self.rollup.batch_size == 0 {
             return Err("kafka.partitions and rollup.batch_size must be at least 1".into());
@@ -537,6 +616,30 @@ mod tests {
         );
         let e = HubSettings::load(&p).unwrap_err().to_string();
         assert!(e.contains("c.toml") && e.contains("is not before"), "{e}");
+    }
+
+    #[test]
+    fn records_beside_the_store_and_api_limits_and_tls_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "[kafka]
+[store]
+path = \"d/hub.sqlite\"
+[api]
+tls_cert = \"c.pem\"
+tls_key = \"k.pem\"
+",
+        );
+        let s = HubSettings::load(&p).unwrap();
+        assert_eq!(s.store.records_path(), dir.path().join("d/hub.sqlite.records"));
+        assert_eq!(s.api.tls_key, Some(dir.path().join("k.pem")));
+        for bad in
+            ["[api]\ntls_cert = \"c.pem\"\n", "[api]\nmax_streams = 0\n", "[store]\npath = \"a\"\nrecords = \"a\"\n"]
+        {
+            let p = write(dir.path(), &format!("[kafka]\n{bad}"));
+            assert!(HubSettings::load(&p).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -16,10 +16,16 @@
 //!   → persist in batches, with offsets in the same transaction as the state;
 //!   rebuilds, and dead-letter replay.
 //! - [`store`]: narrow traits (state, readers, dead-letter log, tokens and
-//!   access log) and their SQLite implementation.
-//! - [`api`]: `jointops serve`, the HTTP API and dashboard (axum): bearer
-//!   tokens, per-role filtering. Reads the store; writes only the access log.
+//!   access log) and their SQLite implementation; the hub's own records
+//!   (tokens, the chained access log) in a file of their own that no
+//!   rebuild replaces.
+//! - [`api`]: `jointops serve`, the HTTP API and dashboard (axum routes on
+//!   hyper's HTTP/1 server, optionally TLS): bearer tokens, per-role
+//!   filtering, the access-log middleware, limits against hostile clients.
+//!   Reads the store; writes only the access log.
 //! - [`report`]: totals → table / JSON / CSV.
+//! - [`audit`]: the access log and token list for people and tools, with
+//!   stored text shown safely (escaped controls, inert CSV formulas).
 //! - [`asof`]: totals as they stood at a moment, and the difference between
 //!   two moments, recomputed from the store's history by the engine.
 //! - [`kafka`]: shared rdkafka client settings, topic creation and lag.
@@ -35,6 +41,7 @@ pub mod access;
 pub mod agent;
 pub mod api;
 pub mod asof;
+pub mod audit;
 pub mod cli;
 pub mod codec;
 pub mod config;

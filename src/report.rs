@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::{json, Map, Value};
 
 use crate::domain::{OperationTotals, Totals};
-use crate::store::{Access, DeadLetter};
+use crate::store::DeadLetter;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -177,59 +177,6 @@ impl<W: std::io::Write> DeadLetterWriter<W> {
         }
         Ok(())
     }
-}
-
-/// The access log for people (table) or tools (JSON/CSV).
-pub fn access_log(rows: &[Access], format: Format) -> anyhow::Result<String> {
-    Ok(match format {
-        Format::Json => serde_json::to_string_pretty(rows)? + "\n",
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record([
-                "seq",
-                "at",
-                "token_id",
-                "role",
-                "method",
-                "path",
-                "operation",
-                "status",
-                "justification",
-            ])?;
-            for a in rows {
-                w.write_record([
-                    a.seq.to_string(),
-                    crate::domain::fmt_millis(a.at),
-                    a.token_id.clone().unwrap_or_default(),
-                    a.role.clone().unwrap_or_default(),
-                    a.method.clone(),
-                    a.path.clone(),
-                    a.operation.clone().unwrap_or_default(),
-                    a.status.to_string(),
-                    a.justification.clone().unwrap_or_default(),
-                ])?;
-            }
-            String::from_utf8(w.into_inner()?)?
-        }
-        Format::Table => {
-            let mut out = String::new();
-            for a in rows {
-                writeln!(
-                    out,
-                    "{}  {:<12} {:<14} {} {:<48} {}  {}",
-                    crate::domain::fmt_millis(a.at),
-                    a.token_id.as_deref().unwrap_or("(no token)"),
-                    a.role.as_deref().unwrap_or("-"),
-                    a.status,
-                    a.path,
-                    a.method,
-                    a.justification.as_deref().map_or(String::new(), |j| format!("reason: {j}")),
-                )?;
-            }
-            writeln!(out, "{} entries", rows.len())?;
-            out
-        }
-    })
 }
 
 /// 21456800 → "21,456,800": figures meant for people.

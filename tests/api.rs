@@ -12,7 +12,7 @@ use futures::StreamExt;
 use jointops::access::Role;
 use jointops::domain::{Engine, OperationTotals, OutcomeEvent, Totals};
 use jointops::loadgen;
-use jointops::store::{AccessStore, SqliteStore};
+use jointops::store::AccessStore;
 use serde_json::{json, Value};
 
 const OP: &str = loadgen::OPERATION;
@@ -135,7 +135,7 @@ async fn the_api_serves_exact_figures_to_those_entitled_and_logs_every_read() {
     let (only_b, _) = issue_token(&hub, Role::Coordinator, Some(&["OP-B"]));
     let (kent, kent_id) = issue_token(&hub, Role::Force("KENT".into()), None);
     let (revoked, revoked_id) = issue_token(&hub, Role::Coordinator, None);
-    SqliteStore::open(&hub.store.path).unwrap().revoke_token(&revoked_id, 1).unwrap();
+    records(&hub).revoke_token(&revoked_id, 1).unwrap();
 
     // Health needs no token; everything else does.
     assert_eq!(c.get("/healthz", "/healthz", None, None).await.0, 200);
@@ -281,7 +281,7 @@ async fn the_api_serves_exact_figures_to_those_entitled_and_logs_every_read() {
     rollup.stop().await;
 
     // Every read is in the access log: who, what, when, why, and the answer.
-    let log = SqliteStore::open_read(&hub.store.path).unwrap().access_log(0).unwrap();
+    let log = records(&hub).access_log(0).unwrap();
     let briefing: Vec<_> = log.iter().filter(|a| a.justification.as_deref() == Some("weekly press briefing")).collect();
     assert_eq!(briefing.len(), 1);
     assert_eq!(briefing[0].token_id.as_deref(), Some(coordinator_id.as_str()));
@@ -310,11 +310,13 @@ fn token_issue_prints_the_token_once_and_stores_only_its_hash() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(token.starts_with("jo_") && token.len() == 67, "{token}");
-    let store = SqliteStore::open_read(&dir.path().join("hub.sqlite")).unwrap();
+    let store = jointops::store::RecordsStore::open(&dir.path().join("hub.sqlite.records"), None).unwrap();
     let grant = store.find_token(&jointops::access::hash_token(&token)).unwrap().expect("stored");
     assert_eq!((grant.role, grant.operations), (Role::Force("KENT".into()), Some(vec!["OP".to_string()])));
-    let raw = std::fs::read(dir.path().join("hub.sqlite")).unwrap();
-    assert!(!raw.windows(token.len()).any(|w| w == token.as_bytes()), "the token itself is never stored");
+    for file in ["hub.sqlite.records", "hub.sqlite.records-wal"] {
+        let raw = std::fs::read(dir.path().join(file)).unwrap_or_default();
+        assert!(!raw.windows(token.len()).any(|w| w == token.as_bytes()), "the token itself is never stored");
+    }
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_jointops"))
         .args(["token", "issue", "--role", "admin", "--config"])
         .arg(&config)

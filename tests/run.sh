@@ -54,6 +54,11 @@ if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
 fi
 /usr/bin/chromium --version 2>/dev/null || true
 
+step "openssl (the TLS test makes its certificate with it)"
+if ! command -v openssl >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+fi
+
 step "cargo test"
 cargo test
 

@@ -1,56 +1,106 @@
 //! The coordinators' HTTP API and dashboard (`jointops serve`): JSON and CSV
 //! under `/api/v1/`, a live stream of totals, `/healthz`, `/readyz`, and the
-//! dashboard page at `/`. Every data request needs a bearer token, and every
-//! read of figures is written to the append-only access log.
+//! dashboard page at `/`. Every request under `/api/v1/` needs a bearer
+//! token and is written to the append-only access log, whatever its answer;
+//! when the log cannot be written, no figures are served.
 
+mod log;
 mod routes;
+mod server;
+mod streams;
+mod tls;
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::json;
+use tokio::sync::watch;
 
-use crate::access::{hash_token, Grant};
+use crate::access::Grant;
 use crate::config::HubSettings;
 use crate::domain::Operations;
-use crate::store::{Access, AccessStore, SqliteStore};
+use crate::store::{open_records, FileId, RecordsStore, SqliteStore, StoreError};
 
+pub use log::{REFUSED_FIELD_BYTES, REFUSED_PER_WINDOW};
 pub use routes::router;
+pub use server::serve;
+pub use tls::TlsError;
 
-/// What every handler shares: settings, and two connections to the store
-/// (reads never wait behind the access log's writes).
+/// The derived store as last opened, and which file that was.
+struct Derived {
+    store: SqliteStore,
+    file: Option<FileId>,
+}
+
+/// What every handler shares: settings, a read connection to the store,
+/// the records (tokens, access log), and the live streams' slots.
 pub struct ApiState {
     pub settings: HubSettings,
     pub operations: Operations,
-    read: Mutex<SqliteStore>,
-    write: Mutex<SqliteStore>,
+    derived: Mutex<Derived>,
+    /// Token checks have a connection of their own, so that they never wait
+    /// behind an access-log write's fsync.
+    tokens: Mutex<RecordsStore>,
+    records: Mutex<RecordsStore>,
+    refused: Mutex<log::FloodGate>,
+    streams: streams::StreamSlots,
+    /// As-of recomputations running at once (429 beyond).
+    asof_slots: Arc<tokio::sync::Semaphore>,
+    stopping: watch::Receiver<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ApiState {
-    pub fn open(settings: HubSettings) -> anyhow::Result<Arc<ApiState>> {
+    pub fn open(settings: HubSettings, stopping: watch::Receiver<bool>) -> anyhow::Result<Arc<ApiState>> {
+        let path = &settings.store.path;
         // Creates the schema when the API starts before any rollup.
-        let write = SqliteStore::open(&settings.store.path)?;
-        let read = SqliteStore::open_read(&settings.store.path)?;
+        drop(SqliteStore::open(path)?);
+        let derived = Derived { store: SqliteStore::open_read(path)?, file: FileId::of(path).ok() };
+        let records = open_records(&settings.store)?;
+        let tokens = open_records(&settings.store)?;
         let operations = settings.operations().map_err(anyhow::Error::msg)?;
-        Ok(Arc::new(ApiState { settings, operations, read: Mutex::new(read), write: Mutex::new(write) }))
+        let streams = streams::StreamSlots::new(settings.api.max_streams, settings.api.max_streams_per_token);
+        Ok(Arc::new(ApiState {
+            asof_slots: Arc::new(tokio::sync::Semaphore::new(settings.api.max_asof)),
+            settings,
+            operations,
+            derived: Mutex::new(derived),
+            tokens: Mutex::new(tokens),
+            records: Mutex::new(records),
+            refused: Mutex::new(log::FloodGate::new()),
+            streams,
+            stopping,
+        }))
     }
 
-    /// Runs `f` on the read connection. Queries on it are short (a totals
-    /// row set); as-of figures open a connection of their own.
-    fn read<T>(&self, f: impl FnOnce(&SqliteStore) -> T) -> T {
-        f(&self.read.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    fn log(&self, entry: Access) {
-        let mut store = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = store.log_access(&entry) {
-            // An unrecorded read is a compliance failure: make it loud.
-            tracing::error!(error = %e, path = %entry.path, "Access not recorded.");
+    /// Runs `f` on the read connection. A rebuild renames a new store file
+    /// into place; the connection would go on reading the old, deleted one,
+    /// so the file behind the path is checked (one `stat`) on every read.
+    fn read<T>(&self, f: impl FnOnce(&SqliteStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let path = &self.settings.store.path;
+        let mut d = lock(&self.derived);
+        let now = FileId::of(path).map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+        if d.file != Some(now) {
+            d.store = SqliteStore::open_read(path)?;
+            d.file = Some(now);
+            tracing::info!(store = %path.display(), "Store file replaced (a rebuild); reading the new one.");
         }
+        f(&d.store)
+    }
+
+    /// Runs `f` on the connection that writes the access log.
+    fn records<T>(&self, f: impl FnOnce(&mut RecordsStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&mut lock(&self.records))
+    }
+
+    /// Runs `f` on the connection that checks tokens (single-row reads).
+    fn tokens<T>(&self, f: impl FnOnce(&RecordsStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&lock(&self.tokens))
     }
 }
 
@@ -74,50 +124,29 @@ impl ApiError {
     fn bad_request(message: String) -> Self {
         ApiError(StatusCode::BAD_REQUEST, message)
     }
+    /// Fail closed: without a working access log (or token store) nothing is served.
+    fn unavailable() -> Self {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "unavailable".into())
+    }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "API request failed.");
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
     }
 }
 
-/// One request's caller and purpose, for the decision and the access log.
+/// The caller of a request under `/api/v1/`, found by the access-log
+/// middleware; handlers name the operation they were asked about in it.
+#[derive(Clone)]
 pub struct Caller {
-    pub grant: Option<Grant>,
-    justification: Option<String>,
+    pub grant: Grant,
+    operation: Arc<Mutex<Option<String>>>,
 }
 
-/// Finds the caller's grant from `Authorization: Bearer …` (never logged).
-fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let justification = headers
-        .get("x-justification")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(500).collect::<String>())
-        .filter(|s| !s.trim().is_empty());
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let grant = match token {
-        Some(t) if !t.is_empty() => state.read(|s| s.find_token(&hash_token(t))).map_err(ApiError::internal)?,
-        _ => None,
-    };
-    Ok(Caller { grant, justification })
-}
-
-/// Records one request in the access log: who, what, when, why, and the answer.
-fn record(state: &ApiState, caller: &Caller, path: &str, operation: Option<&str>, status: StatusCode) {
-    state.log(Access {
-        seq: 0,
-        at: chrono::Utc::now().timestamp_millis(),
-        token_id: caller.grant.as_ref().map(|g| g.id.clone()),
-        role: caller.grant.as_ref().map(|g| g.role.to_string()),
-        method: "GET".into(),
-        path: path.to_string(),
-        operation: operation.map(str::to_string),
-        status: status.as_u16(),
-        justification: caller.justification.clone(),
-    });
+impl Caller {
+    /// The operation this request concerns, for its access-log entry.
+    fn concerns(&self, operation: &str) {
+        *lock(&self.operation) = Some(operation.to_string());
+    }
 }
 
 /// Security headers on every response; no caching of figures anywhere.
@@ -131,19 +160,13 @@ async fn headers(req: axum::extract::Request, next: axum::middleware::Next) -> R
     res
 }
 
-pub fn app(state: Arc<ApiState>) -> Router {
-    router(state).layer(axum::middleware::from_fn(headers))
-}
+/// Request bodies: the API takes none, so anything beyond a few KiB is refused (413).
+const MAX_BODY_BYTES: usize = 4096;
 
-/// Serves until `shutdown` resolves. `listen` as in the hub config.
-pub async fn serve(
-    settings: HubSettings,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let state = ApiState::open(settings)?;
-    let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, "API listening.");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
-    Ok(())
+pub fn app(state: Arc<ApiState>) -> Router {
+    // Innermost first: the body limit's 413 is logged like any answer.
+    router(state.clone())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state, log::logged))
+        .layer(axum::middleware::from_fn(headers))
 }

@@ -1,24 +1,25 @@
-//! The routes: who may read what is decided here, per request, and written
-//! to the access log with the answer given.
+//! The routes: who may read what is decided here, per request; the
+//! access-log middleware (`log.rs`) records the answer given.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::stream::Stream;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{caller, record, ApiError, ApiState, Caller};
+use super::{ApiError, ApiState, Caller};
+use crate::access::Role;
 use crate::domain::{fmt_millis, OperationTotals, Totals};
-use crate::store::{day_text, SqliteStore, TotalsReader};
+use crate::store::{day_text, AccessStore, SqliteStore, TotalsReader};
 use crate::{asof, report};
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -49,27 +50,31 @@ pub fn router(state: Arc<ApiState>) -> Router {
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
     match state.read(|s| s.version()) {
         Ok(_) => "ready\n".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store not readable: {e}\n")).into_response(),
+        Err(e) => {
+            // The error names files: it goes to the log, not to the caller.
+            tracing::warn!(error = %e, "Not ready.");
+            (StatusCode::SERVICE_UNAVAILABLE, "store not readable\n").into_response()
+        }
     }
 }
 
-/// The caller, allowed to read `operation`; or the refusal, already logged.
-fn allow(state: &ApiState, headers: &HeaderMap, path: &str, operation: &str) -> Result<Caller, ApiError> {
-    let c = caller(state, headers)?;
-    let Some(grant) = &c.grant else {
-        record(state, &c, path, Some(operation), StatusCode::UNAUTHORIZED);
-        return Err(ApiError::unauthorized());
-    };
+/// Whether the caller may read `operation`. Only a coordinator of every
+/// operation learns that one does not exist: a liaison gets the same 403
+/// for an unknown operation as for one their force is not in.
+fn allow(state: &ApiState, c: &Caller, operation: &str) -> Result<(), ApiError> {
+    c.concerns(operation);
     let op = state.operations.get(operation);
-    if !grant.may_see_operation(operation, op.and_then(|o| o.forces.as_ref())) {
-        record(state, &c, path, Some(operation), StatusCode::FORBIDDEN);
+    let may = match op {
+        Some(o) => c.grant.may_see_operation(operation, o.forces.as_ref()),
+        None => c.grant.role == Role::Coordinator && c.grant.may_see_operation(operation, None),
+    };
+    if !may {
         return Err(ApiError::forbidden());
     }
     if op.is_none() {
-        record(state, &c, path, Some(operation), StatusCode::NOT_FOUND);
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no operation {operation:?}")));
     }
-    Ok(c)
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -92,8 +97,15 @@ async fn totals_for(
     let mut t = match as_of {
         None => state.read(|s| s.totals(id)).map_err(ApiError::internal)?.unwrap_or_default(),
         Some(at) => {
+            // A recomputation holds the whole history in memory (about 1 GiB
+            // for a million reports): a burst of them must not exhaust it.
+            let permit = state.asof_slots.clone().try_acquire_owned().map_err(|_| {
+                ApiError(StatusCode::TOO_MANY_REQUESTS, "too many as-of figures being computed; try again".into())
+            })?;
             let (state, id) = (state.clone(), id.to_string());
             tokio::task::spawn_blocking(move || {
+                // Held until the work ends, even if the client has gone.
+                let _permit = permit;
                 let store = SqliteStore::open_read(&state.settings.store.path)?;
                 asof::totals_as_of(&store, &state.operations, &id, at)
             })
@@ -102,7 +114,7 @@ async fn totals_for(
             .map_err(ApiError::internal)?
         }
     };
-    let grant = c.grant.as_ref().expect("allowed callers have a grant");
+    let grant = &c.grant;
     t.forces.retain(|f, _| grant.may_see_force(f));
     t.joint_credit.retain(|f, _| grant.may_see_force(f));
     Ok(t)
@@ -120,8 +132,7 @@ fn credit_object(t: &OperationTotals) -> Value {
     Value::Object(t.joint_credit.iter().map(|(f, r)| (f.clone(), totals_object(r))).collect())
 }
 
-fn totals_body(state: &ApiState, id: &str, as_of: Option<i64>, t: &OperationTotals) -> Value {
-    let version = state.read(|s| s.version()).unwrap_or_default();
+fn totals_body(id: &str, version: i64, as_of: Option<i64>, t: &OperationTotals) -> Value {
     json!({
         "operation": id,
         "as_of": as_of.map(fmt_millis),
@@ -142,20 +153,19 @@ async fn view(
     State(state): State<Arc<ApiState>>,
     Path((id, view)): Path<(String, String)>,
     Query(q): Query<AsOf>,
-    headers: HeaderMap,
+    Extension(c): Extension<Caller>,
 ) -> Result<Response, ApiError> {
     const VIEWS: &[&str] = &["totals", "totals.csv", "forces", "forces.csv", "timeline", "timeline.csv"];
     if !VIEWS.contains(&view.as_str()) {
         return Err(ApiError(StatusCode::NOT_FOUND, "not found".into()));
     }
-    let path = format!("/api/v1/operations/{id}/{view}");
-    let c = allow(&state, &headers, &path, &id)?;
+    allow(&state, &c, &id)?;
     let at = q.as_of.as_deref().map(|t| parse_instant("as_of", t)).transpose()?;
+    let version = state.read(|s| s.version()).map_err(ApiError::internal)?;
     let t = totals_for(&state, &c, &id, at).await?;
-    record(&state, &c, &path, Some(&id), StatusCode::OK);
     let days = || t.days.iter().map(|(d, r)| (day_text(*d), r));
     Ok(match view.as_str() {
-        "totals" => Json(totals_body(&state, &id, at, &t)).into_response(),
+        "totals" => Json(totals_body(&id, version, at, &t)).into_response(),
         "totals.csv" => csv(report::to_csv(&t)),
         "forces" => Json(json!({
             "operation": id,
@@ -184,17 +194,15 @@ async fn diff_json(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     Query(q): Query<Between>,
-    headers: HeaderMap,
+    Extension(c): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
-    let path = format!("/api/v1/operations/{id}/diff");
-    let c = allow(&state, &headers, &path, &id)?;
+    allow(&state, &c, &id)?;
     let from_text = q.from.ok_or_else(|| ApiError::bad_request("from is required (RFC 3339)".into()))?;
     let from = parse_instant("from", &from_text)?;
     let to = q.to.as_deref().map(|t| parse_instant("to", t)).transpose()?;
     let a = totals_for(&state, &c, &id, Some(from)).await?;
     let b = totals_for(&state, &c, &id, to).await?;
     let d = asof::diff(&a, &b);
-    record(&state, &c, &path, Some(&id), StatusCode::OK);
     Ok(Json(json!({
         "operation": id,
         "from": fmt_millis(from),
@@ -204,13 +212,8 @@ async fn diff_json(
     })))
 }
 
-async fn operations(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let path = "/api/v1/operations";
-    let c = caller(&state, &headers)?;
-    let Some(grant) = &c.grant else {
-        record(&state, &c, path, None, StatusCode::UNAUTHORIZED);
-        return Err(ApiError::unauthorized());
-    };
+async fn operations(State(state): State<Arc<ApiState>>, Extension(c): Extension<Caller>) -> Json<Value> {
+    let grant = &c.grant;
     let mut ops: Vec<_> =
         state.operations.iter().filter(|o| grant.may_see_operation(&o.id, o.forces.as_ref())).collect();
     ops.sort_by(|a, b| a.id.cmp(&b.id));
@@ -227,32 +230,29 @@ async fn operations(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> R
             })
         })
         .collect();
-    record(&state, &c, path, None, StatusCode::OK);
-    Ok(Json(json!({ "operations": list })))
+    Json(json!({ "operations": list }))
 }
 
-fn dead_letters(state: &ApiState, headers: &HeaderMap, path: &str) -> Result<BTreeMap<String, i64>, ApiError> {
-    let c = caller(state, headers)?;
-    let status = match &c.grant {
-        None => StatusCode::UNAUTHORIZED,
-        Some(g) if !g.may_see_dead_letters() => StatusCode::FORBIDDEN,
-        Some(_) => StatusCode::OK,
-    };
-    record(state, &c, path, None, status);
-    match status {
-        StatusCode::UNAUTHORIZED => Err(ApiError::unauthorized()),
-        StatusCode::FORBIDDEN => Err(ApiError::forbidden()),
-        _ => state.read(|s| s.dead_letter_counts()).map_err(ApiError::internal),
+fn dead_letters(state: &ApiState, c: &Caller) -> Result<BTreeMap<String, i64>, ApiError> {
+    if !c.grant.may_see_dead_letters() {
+        return Err(ApiError::forbidden());
     }
+    state.read(|s| s.dead_letter_counts()).map_err(ApiError::internal)
 }
 
-async fn dead_letters_json(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let counts = dead_letters(&state, &headers, "/api/v1/dead-letters")?;
+async fn dead_letters_json(
+    State(state): State<Arc<ApiState>>,
+    Extension(c): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let counts = dead_letters(&state, &c)?;
     Ok(Json(json!({ "dead_letters": counts })))
 }
 
-async fn dead_letters_csv(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let counts = dead_letters(&state, &headers, "/api/v1/dead-letters.csv")?;
+async fn dead_letters_csv(
+    State(state): State<Arc<ApiState>>,
+    Extension(c): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let counts = dead_letters(&state, &c)?;
     let mut body = String::from("reason,count\n");
     for (reason, n) in counts {
         body.push_str(&format!("{reason},{n}\n"));
@@ -260,30 +260,68 @@ async fn dead_letters_csv(State(state): State<Arc<ApiState>>, headers: HeaderMap
     Ok(csv(body))
 }
 
+/// How often a live stream checks that its token is still valid.
+const STREAM_RECHECK: Duration = Duration::from_secs(1);
+const STREAM_POLL: Duration = Duration::from_millis(200);
+
+/// One live stream's state between events.
+struct Live {
+    state: Arc<ApiState>,
+    id: String,
+    caller: Caller,
+    last: Option<i64>,
+    checked: Instant,
+    _slot: super::streams::StreamSlot,
+}
+
+impl Live {
+    /// The next totals event; `None` ends the stream: the token was revoked,
+    /// the store cannot be read (a client reconnects rather than being shown
+    /// zeros), or the server is stopping.
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Live)> {
+        let mut stopping = self.state.stopping.clone();
+        loop {
+            if *stopping.borrow() {
+                return None;
+            }
+            if self.checked.elapsed() >= STREAM_RECHECK {
+                let active = self.state.tokens(|r| r.token_active(&self.caller.grant.id));
+                if !active.unwrap_or(false) {
+                    return None;
+                }
+                self.checked = Instant::now();
+            }
+            let version = self.state.read(|s| s.version()).ok()?;
+            if Some(version) != self.last {
+                let mut t = self.state.read(|s| s.totals(&self.id)).ok()?.unwrap_or_default();
+                t.forces.retain(|f, _| self.caller.grant.may_see_force(f));
+                t.joint_credit.retain(|f, _| self.caller.grant.may_see_force(f));
+                let body = totals_body(&self.id, version, None, &t);
+                self.last = Some(version);
+                return Some((Ok(Event::default().event("totals").data(body.to_string())), self));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(STREAM_POLL) => {}
+                _ = stopping.changed() => return None,
+            }
+        }
+    }
+}
+
 /// Server-sent events: the totals at once, then whenever a batch changes
-/// them. One access-log entry for the stream as a whole.
+/// them, until the token is revoked or the client leaves. One access-log
+/// entry for the stream as a whole; streams are capped (429).
 async fn stream(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(c): Extension<Caller>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let path = format!("/api/v1/operations/{id}/stream");
-    let c = allow(&state, &headers, &path, &id)?;
-    record(&state, &c, &path, Some(&id), StatusCode::OK);
-    let grant = c.grant.expect("allowed callers have a grant");
-    let events = futures::stream::unfold((state, id, grant, None::<i64>), |(state, id, grant, last)| async move {
-        loop {
-            let version = state.read(|s| s.version()).unwrap_or(-1);
-            if Some(version) != last {
-                let mut t = state.read(|s| s.totals(&id)).ok().flatten().unwrap_or_default();
-                t.forces.retain(|f, _| grant.may_see_force(f));
-                t.joint_credit.retain(|f, _| grant.may_see_force(f));
-                let body = totals_body(&state, &id, None, &t);
-                let event = Event::default().event("totals").data(body.to_string());
-                return Some((Ok(event), (state, id, grant, Some(version))));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
+    allow(&state, &c, &id)?;
+    let slot = state
+        .streams
+        .take(&c.grant.id)
+        .ok_or_else(|| ApiError(StatusCode::TOO_MANY_REQUESTS, "too many live streams".into()))?;
+    let live = Live { state, id, caller: c, last: None, checked: Instant::now(), _slot: slot };
+    let events = futures::stream::unfold(live, Live::next);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

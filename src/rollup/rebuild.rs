@@ -99,6 +99,9 @@ pub async fn try_swap(r: &mut Rollup<'_>, meta: &BaseConsumer, mut target: Targe
     if let Ok(old) = SqliteStore::open(&target.final_path) {
         let _ = Box::new(old).seal();
     }
+    // A store from before the records file was split off still holds the
+    // hub's tokens and access log: carry them over before it goes.
+    crate::store::open_records(&r.settings.store)?;
     remove_if_present(&with_suffix(&target.final_path, "-wal"))?;
     remove_if_present(&with_suffix(&target.final_path, "-shm"))?;
     std::fs::rename(&target.new_path, &target.final_path)?;

@@ -1,17 +1,27 @@
 //! The rollup's persistent state behind a narrow trait: reports, totals,
 //! dead-letter records and consumed offsets, written together in one
 //! transaction per batch. SQLite by default; a shared PostgreSQL store can
-//! implement the same trait.
+//! implement the same trait. The hub's own records (tokens, the access log)
+//! live in a file of their own ([`records`]), which no rebuild replaces.
 
-pub mod access;
+mod files;
+pub mod records;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
-pub use access::{Access, AccessStore};
+pub use files::FileId;
+pub use records::{Access, AccessStore, ChainCheck, RecordsStore};
 pub use sqlite::{day_number, day_text, SqliteStore};
 
+use crate::config::StoreSettings;
 use crate::domain::{OperationTotals, OutcomeEvent};
+
+/// The records file named by `[store]`, carrying over what an older store
+/// file still holds of tokens and the access log.
+pub fn open_records(settings: &StoreSettings) -> Result<RecordsStore, StoreError> {
+    RecordsStore::open(&settings.records_path(), Some(&settings.path))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

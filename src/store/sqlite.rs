@@ -69,13 +69,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store for the rollup.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
-        }
+        super::files::prepare_private(path)?;
         let s = Self::connect(path, true)?;
         s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
-        s.conn.execute_batch(super::access::SCHEMA).map_err(|e| s.err(e))?;
         Ok(s)
     }
 

@@ -60,9 +60,9 @@ pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
             partitions: 6,
             librdkafka: BTreeMap::new(),
         },
-        store: jointops::config::StoreSettings { path: dir.join("hub.sqlite") },
+        store: jointops::config::StoreSettings { path: dir.join("hub.sqlite"), records: None },
         rollup: jointops::config::RollupSettings { batch_size: 2000, batch_ms: 50, stall_seconds: 5 },
-        api: jointops::config::ApiSettings { listen: "127.0.0.1:0".into() },
+        api: jointops::config::ApiSettings { listen: "127.0.0.1:0".into(), ..Default::default() },
         operations,
     }
 }
@@ -326,7 +326,12 @@ impl RunningApi {
     }
 }
 
-/// Issues a token straight into the store, as `jointops token issue` does.
+/// The hub's records file (tokens, the access log), as `[store]` names it.
+pub fn records(settings: &HubSettings) -> jointops::store::RecordsStore {
+    jointops::store::open_records(&settings.store).expect("records store")
+}
+
+/// Issues a token straight into the records, as `jointops token issue` does.
 pub fn issue_token(
     settings: &HubSettings,
     role: jointops::access::Role,
@@ -342,7 +347,7 @@ pub fn issue_token(
         created_at: 0,
         revoked_at: None,
     };
-    SqliteStore::open(&settings.store.path).unwrap().add_token(&hash, &grant).unwrap();
+    records(settings).add_token(&hash, &grant).unwrap();
     (token, grant.id)
 }
 

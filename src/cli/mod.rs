@@ -1,5 +1,7 @@
 //! The command line (clap derive) and what each subcommand does.
 
+mod records;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::codec::Registry;
 use crate::config::{AgentSettings, HubSettings};
 use crate::report::{self, Format};
-use crate::store::{AccessStore, DeadLetterLog, SqliteStore, TotalsReader};
+use crate::store::{DeadLetterLog, SqliteStore, TotalsReader};
 use crate::telemetry::LogFormat;
 use crate::{agent, rollup};
 
@@ -54,11 +56,14 @@ pub enum Command {
     /// Bearer tokens for the API: issue (printed once, stored hashed), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// The access log: every read of figures, who, what, when and why.
+    /// The access log: every request under /api/v1/, who, what, when, why and the answer.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
         /// Config file (TOML).
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required = true)]
+        config: Option<PathBuf>,
         /// Only entries at or after this moment (RFC 3339).
         #[arg(long)]
         since: Option<String>,
@@ -173,6 +178,8 @@ pub enum TokenCommand {
         /// Config file (TOML).
         #[arg(long)]
         config: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// Revoke a token by id.
     Revoke {
@@ -180,6 +187,17 @@ pub enum TokenCommand {
         #[arg(long)]
         config: PathBuf,
         id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the access log's hash chain; name the first entry that does not
+    /// fit (exit 1), else print the entry count and the head hash.
+    Verify {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -282,55 +300,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token(TokenCommand::Issue { config, role, operations, label }) => {
-            let settings = HubSettings::load(&config)?;
-            let role = crate::access::Role::parse(&role).map_err(anyhow::Error::msg)?;
-            let known = settings.operations().map_err(anyhow::Error::msg)?;
-            for op in &operations {
-                anyhow::ensure!(known.get(op).is_some(), "operation {op:?} is not in {}", config.display());
-            }
-            let (token, hash) = crate::access::new_token();
-            let grant = crate::access::Grant {
-                id: crate::access::token_id(&hash),
-                role,
-                operations: (!operations.is_empty()).then_some(operations),
-                label,
-                created_at: chrono::Utc::now().timestamp_millis(),
-                revoked_at: None,
-            };
-            SqliteStore::open(&settings.store.path)?.add_token(&hash, &grant)?;
-            eprintln!("Token {} issued for {}; it is shown only now:", grant.id, grant.role);
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Token(TokenCommand::List { config }) => {
-            let settings = HubSettings::load(&config)?;
-            for g in SqliteStore::open(&settings.store.path)?.tokens()? {
-                let ops = g.operations.as_ref().map_or("all operations".to_string(), |o| o.join(","));
-                let state =
-                    g.revoked_at.map_or("active".to_string(), |t| format!("revoked {}", crate::domain::fmt_millis(t)));
-                println!("{}  {:<14} {:<28} {:<24} {}", g.id, g.role, ops, state, g.label);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Token(TokenCommand::Revoke { config, id }) => {
-            let settings = HubSettings::load(&config)?;
-            let done =
-                SqliteStore::open(&settings.store.path)?.revoke_token(&id, chrono::Utc::now().timestamp_millis())?;
-            anyhow::ensure!(done, "no active token {id}");
-            println!("revoked {id}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Audit { config, since, format } => {
-            let settings = HubSettings::load(&config)?;
-            let since = since
-                .as_deref()
-                .map(|t| crate::config::parse_instant("--since", t))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let log = SqliteStore::open(&settings.store.path)?.access_log(since.unwrap_or(i64::MIN))?;
-            print!("{}", report::access_log(&log, format)?);
-            Ok(ExitCode::SUCCESS)
+        Command::Token(command) => records::token(command),
+        Command::Audit { command: Some(AuditCommand::Verify { config }), .. } => records::verify(&config),
+        Command::Audit { command: None, config, since, format } => {
+            records::audit(&config.expect("clap requires --config"), since.as_deref(), format)
         }
         Command::Dlq(DlqCommand::List { config, reason, format }) => {
             let settings = HubSettings::load(&config)?;
