@@ -18,6 +18,21 @@ pub fn file(path: &Path) -> io::Result<()> {
     }
 }
 
+/// [`file`] for a SQLite database, and its `-wal` and `-shm` files when an
+/// earlier version left them readable by others.
+pub fn sqlite(path: &Path) -> io::Result<()> {
+    file(path)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match tighten(Path::new(&name), 0o600) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Creates the folder (and its parents) if missing, with mode 0700 for the
 /// folder itself.
 pub fn dir(path: &Path) -> io::Result<()> {

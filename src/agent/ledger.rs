@@ -119,7 +119,7 @@ impl Ledger {
         crate::private::dir(state_dir)
             .map_err(|source| LedgerError::Io { path: state_dir.display().to_string(), source })?;
         let lock = lock(state_dir)?;
-        crate::private::file(&file).map_err(|source| LedgerError::Io { path: path.clone(), source })?;
+        crate::private::sqlite(&file).map_err(|source| LedgerError::Io { path: path.clone(), source })?;
         let conn = Connection::open(&file).map_err(wrap)?;
         // FULL: an accepted row must survive a power cut. EXCLUSIVE: two
         // agents on one ledger would hand out the same revision twice.

@@ -1,13 +1,9 @@
 //! Store files are created readable by their owner only: they hold
 //! law-enforcement figures, token hashes and the access log.
 
-use std::fs::{OpenOptions, Permissions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
-
-const PRIVATE: u32 = 0o600;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.display().to_string(), source }
@@ -29,20 +25,7 @@ pub(super) fn prepare_private(path: &Path) -> Result<(), StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    match OpenOptions::new().write(true).create_new(true).mode(PRIVATE).open(path) {
-        Ok(_) => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io(path)(e)),
-    }
-    for p in [path.to_path_buf(), with_suffix(path, "-wal"), with_suffix(path, "-shm")] {
-        match std::fs::metadata(&p) {
-            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-                std::fs::set_permissions(&p, Permissions::from_mode(PRIVATE)).map_err(io(&p))?
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    crate::private::sqlite(path).map_err(io(path))
 }
 
 /// What names a file on disk: a rename puts another file behind the same
