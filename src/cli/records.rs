@@ -7,7 +7,20 @@ use super::TokenCommand;
 use crate::access::{new_token, token_id, Grant, Role};
 use crate::config::HubSettings;
 use crate::report::Format;
-use crate::store::{open_records, AccessStore};
+use crate::store::{open_records, AccessStore, RecordsStore};
+
+/// The records of an existing hub: reading or revoking never creates a store
+/// (a mistyped path would otherwise show an empty, healthy-looking one).
+fn existing(settings: &HubSettings) -> anyhow::Result<RecordsStore> {
+    let (records, store) = (settings.store.records_path(), &settings.store.path);
+    anyhow::ensure!(
+        records.exists() || store.exists(),
+        "no store at {} (nor its records at {}): is store.path right, and has the hub run yet?",
+        store.display(),
+        records.display()
+    );
+    Ok(open_records(&settings.store)?)
+}
 
 pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -16,7 +29,17 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
             let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
             let known = settings.operations().map_err(anyhow::Error::msg)?;
             for op in &operations {
-                anyhow::ensure!(known.get(op).is_some(), "operation {op:?} is not in {}", config.display());
+                let Some(o) = known.get(op) else {
+                    anyhow::bail!("operation {op:?} is not in {}", config.display());
+                };
+                // A liaison token for an operation their force is not in would grant nothing.
+                if let (Role::Force(force), Some(forces)) = (&role, &o.forces) {
+                    anyhow::ensure!(
+                        forces.contains(force),
+                        "force {force} does not take part in {op} (its forces are {})",
+                        forces.iter().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
             }
             let (token, hash) = new_token();
             let grant = Grant {
@@ -33,11 +56,11 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
         }
         TokenCommand::List { config, format } => {
             let settings = HubSettings::load(&config)?;
-            print!("{}", crate::audit::tokens(&open_records(&settings.store)?.tokens()?, format)?);
+            print!("{}", crate::audit::tokens(&existing(&settings)?.tokens()?, format)?);
         }
         TokenCommand::Revoke { config, id } => {
             let settings = HubSettings::load(&config)?;
-            let done = open_records(&settings.store)?.revoke_token(&id, chrono::Utc::now().timestamp_millis())?;
+            let done = existing(&settings)?.revoke_token(&id, chrono::Utc::now().timestamp_millis())?;
             anyhow::ensure!(done, "no active token {id}");
             println!("revoked {id}");
         }
@@ -48,14 +71,14 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
 pub fn audit(config: &Path, since: Option<&str>, format: Format) -> anyhow::Result<ExitCode> {
     let settings = HubSettings::load(config)?;
     let since = since.map(|t| crate::config::parse_instant("--since", t)).transpose().map_err(anyhow::Error::msg)?;
-    let log = open_records(&settings.store)?.access_log(since.unwrap_or(i64::MIN))?;
+    let log = existing(&settings)?.access_log(since.unwrap_or(i64::MIN))?;
     print!("{}", crate::audit::access_log(&log, format)?);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn verify(config: &Path) -> anyhow::Result<ExitCode> {
     let settings = HubSettings::load(config)?;
-    let check = open_records(&settings.store)?.verify_chain()?;
+    let check = existing(&settings)?.verify_chain()?;
     match check.first_bad {
         None => {
             println!("ok: {} entries chained; head {}", check.entries, check.head);
