@@ -248,10 +248,33 @@ pub struct AgentSettings {
     /// broker outage cannot fill the disk.
     #[serde(default = "default_spool_limit")]
     pub spool_limit: u64,
+    #[serde(default)]
+    pub watch: WatchSettings,
 }
 
 pub fn default_spool_limit() -> u64 {
     1_000_000
+}
+
+pub fn default_settle_ms() -> u64 {
+    2_000
+}
+
+/// `agent watch`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSettings {
+    /// How long a file in the inbox must keep its size and modification time
+    /// (and no process hold it open for writing) before it is taken: the
+    /// inbox contract (complete once renamed in) is checked, not assumed.
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        WatchSettings { settle_ms: default_settle_ms() }
+    }
 }
 
 #[derive(Clone, Deserialize)]

@@ -10,6 +10,12 @@
 //! run (name, SHA-256, plan summary) is in the ledger: the next start sends
 //! its messages and writes the receipt the first attempt would have written,
 //! instead of planning it again (which would find every row unchanged).
+//!
+//! The inbox contract (a file is complete once renamed in) is checked, not
+//! trusted: a file is taken only once its size and modification time have
+//! held for `watch.settle_ms` and no process holds it open for writing, and
+//! one whose bytes differ from what was read when it is finished goes to
+//! `failed/` with a receipt naming what the read published.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -168,6 +174,8 @@ struct Daemon {
     ledger: Ledger,
     producer: Producer,
     accepted: Vec<Accepted>,
+    /// Inbox files not taken yet, and since when each has been still.
+    settling: inbox::Settling,
     /// A file refused for lack of room and the messages it needs.
     waiting: Option<(PathBuf, u64)>,
     /// Messages in the outbox: counted once at the start, then kept up to
@@ -198,6 +206,7 @@ impl Daemon {
             ledger,
             producer,
             accepted: Vec::new(),
+            settling: inbox::Settling::default(),
             waiting: None,
             outbox: 0,
             after: 0,
@@ -223,22 +232,19 @@ impl Daemon {
                 continue;
             }
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let unchanged = std::fs::read(&path).is_ok_and(|b| inbox::sha256_hex(&b) == run.sha256);
-            if unchanged {
-                let summary = serde_json::from_str(&run.summary).map_err(|source| WatchError::Summary {
-                    file: run.source.clone(),
-                    run: run.id,
-                    source,
-                })?;
-                info!(file = %name, run = run.id, "Resuming a file accepted before the last stop.");
-                self.accepted.push(Accepted { run, name, path, summary });
-            } else if run.dest.as_ref().is_some_and(|d| Path::new(d).exists()) {
+            if run.dest.as_ref().is_some_and(|d| Path::new(d).exists()) {
                 // Stopped between moving the file and recording it.
                 self.ledger.close_run(run.id, RunState::Finished, now_ms())?;
-            } else {
-                warn!(file = %name, run = run.id, "An accepted file left the inbox or changed before its receipt; its rows are delivered all the same.");
-                self.ledger.close_run(run.id, RunState::Abandoned, now_ms())?;
+                continue;
             }
+            let summary = serde_json::from_str(&run.summary).map_err(|source| WatchError::Summary {
+                file: run.source.clone(),
+                run: run.id,
+                source,
+            })?;
+            info!(file = %name, run = run.id, "Resuming a file accepted before the last stop.");
+            // Whether it changed meanwhile is checked when it is finished.
+            self.accepted.push(Accepted { run, name, path, summary });
         }
         Ok(())
     }
@@ -247,9 +253,20 @@ impl Daemon {
     /// the outbox has no room for, so that files are never applied out of order.
     fn scan(&mut self) -> Result<(), WatchError> {
         let files = inbox::ready_files(&self.inbox).map_err(io_err(&self.inbox))?;
+        let settle = Duration::from_millis(self.settings.watch.settle_ms);
         for (name, path) in files {
             if self.accepted.iter().any(|a| a.path == path) {
                 continue;
+            }
+            // Still being written: it and the files after it wait, so that
+            // files are never applied out of name order.
+            let Ok(stamp) = inbox::Stamp::of(&path) else { continue };
+            if !self.settling.settled(&path, stamp, Instant::now().into_std(), settle) {
+                return Ok(());
+            }
+            if inbox::open_for_writing(&path) {
+                debug!(file = %name, "Still open for writing; not taken yet.");
+                return Ok(());
             }
             if let Some((waiting, need)) = &self.waiting {
                 if *waiting == path && self.outbox.saturating_add(*need) > self.settings.spool_limit {
@@ -265,19 +282,26 @@ impl Daemon {
 
     /// Accepts one file or fails it; `false` when it must wait for room.
     fn take(&mut self, name: &str, path: &Path) -> Result<bool, WatchError> {
+        let before = inbox::Stamp::of(path).ok();
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-            Err(e) => return self.fail(name, path, &format!("cannot read: {e}")).map(|_| true),
+            Err(e) => return self.fail(name, path, &format!("cannot read: {e}"), None).map(|_| true),
         };
+        // Written to while being read: what was read may be cut short.
+        if before.is_none() || inbox::Stamp::of(path).ok() != before {
+            self.settling.forget(path);
+            return Ok(false);
+        }
+        self.settling.forget(path);
         let sha256 = inbox::sha256_hex(&bytes);
         let format = match Format::of_path(path) {
             Ok(f) => f,
-            Err(reason) => return self.fail(name, path, &reason).map(|_| true),
+            Err(reason) => return self.fail(name, path, &reason, None).map(|_| true),
         };
         let (rows, errors) = match read_export_from(bytes.as_slice(), format, name) {
             Ok(r) => r,
-            Err(e) => return self.fail(name, path, &e.to_string()).map(|_| true),
+            Err(e) => return self.fail(name, path, &e.to_string(), None).map(|_| true),
         };
         let now = now_ms();
         let p = plan(&self.settings, &self.ledger, name, rows, errors, now)?;
@@ -301,7 +325,7 @@ impl Daemon {
             }
             // Bigger than the whole outbox may ever be: waiting cannot help.
             Err(e @ LedgerError::SpoolFull { adding, .. }) if adding > limit => {
-                self.fail(name, path, &e.to_string()).map(|_| true)
+                self.fail(name, path, &e.to_string(), None).map(|_| true)
             }
             Err(e @ LedgerError::SpoolFull { adding, .. }) => {
                 if self.waiting.as_ref().is_none_or(|(w, _)| w != path) {
@@ -314,10 +338,11 @@ impl Daemon {
         }
     }
 
-    /// Moves an unreadable file to `failed/` with its error receipt.
-    fn fail(&mut self, name: &str, path: &Path, error: &str) -> Result<(), WatchError> {
+    /// Moves a file to `failed/` with its error receipt: one that cannot be
+    /// read at all, or (with what its read published) one that changed.
+    fn fail(&mut self, name: &str, path: &Path, error: &str, read: Option<&FileSummary>) -> Result<(), WatchError> {
         let dest = inbox::free_name(&self.failed, name);
-        let receipt = FailedReceipt { file: name, error, finished_at: inbox::now_rfc3339() };
+        let receipt = FailedReceipt { file: name, error, read, finished_at: inbox::now_rfc3339() };
         inbox::write_receipt(&self.failed, &dest, &receipt).map_err(io_err(&self.failed))?;
         inbox::move_into(path, &self.failed, &dest).map_err(io_err(path))?;
         warn!(file = %name, %error, "File failed.");
@@ -375,7 +400,9 @@ impl Daemon {
     fn finish_delivered(&mut self) -> Result<(), WatchError> {
         let mut i = 0;
         while i < self.accepted.len() {
-            if self.ledger.delivered(&self.accepted[i].run)? {
+            // A writer still at it would write into the moved file.
+            let a = &self.accepted[i];
+            if self.ledger.delivered(&a.run)? && !inbox::open_for_writing(&a.path) {
                 let a = self.accepted.remove(i);
                 self.finish(a)?;
             } else {
@@ -387,12 +414,15 @@ impl Daemon {
 
     fn finish(&mut self, a: Accepted) -> Result<(), WatchError> {
         let id = a.run.id;
-        // Replaced or removed while its messages were out: the receipt would
-        // describe a file that is not the one there now.
-        if !std::fs::read(&a.path).is_ok_and(|b| inbox::sha256_hex(&b) == a.run.sha256) {
-            warn!(file = %a.name, run = id, "An accepted file left the inbox or changed before its receipt; its rows are delivered all the same.");
+        // Removed while its messages were out: nothing is left to move.
+        let Ok(bytes) = std::fs::read(&a.path) else {
+            warn!(file = %a.name, run = id, "An accepted file left the inbox before its receipt; its rows are delivered all the same.");
             self.ledger.close_run(id, RunState::Abandoned, now_ms())?;
             return Ok(());
+        };
+        let now = inbox::sha256_hex(&bytes);
+        if now != a.run.sha256 {
+            return self.fail_changed(a, &now, bytes.len());
         }
         // The destination is recorded first, so that a stop between the move
         // and the close is recognised on the next start.
@@ -408,6 +438,23 @@ impl Daemon {
         let s = &a.summary;
         info!(file = %a.name, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, "File done.");
         self.status.send_modify(|s| s.done += 1);
+        Ok(())
+    }
+
+    /// A file whose bytes are not the ones read: what the read published is
+    /// delivered, and the rest must not pass for handled, so it goes to
+    /// `failed/` with a receipt that says both.
+    fn fail_changed(&mut self, a: Accepted, sha256: &str, len: usize) -> Result<(), WatchError> {
+        let error = format!(
+            "the file changed after it was read (SHA-256 {} when read, {sha256} now, {len} bytes): the rows read \
+             then were published as \"read\" says, and what changed since was not read. Hand the file in again \
+             whole (write it elsewhere, then rename it into the inbox): rows already published publish nothing",
+            a.run.sha256
+        );
+        let dest = inbox::free_name(&self.failed, &a.name);
+        self.ledger.set_dest(a.run.id, &self.failed.join(&dest).display().to_string())?;
+        self.fail(&a.name, &a.path, &error, Some(&a.summary))?;
+        self.ledger.close_run(a.run.id, RunState::Abandoned, now_ms())?;
         Ok(())
     }
 
