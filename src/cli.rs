@@ -370,6 +370,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = SqliteStore::open_read(path)?;
             let operations = settings.operations().map_err(anyhow::Error::msg)?;
             if operations.get(&operation).is_none() {
+                // Zeros for a mistyped code would read as a real report.
+                if store.totals(&operation)?.is_none() {
+                    return Err(anyhow::Error::new(operations.unknown(&operation))
+                        .context(format!("nothing to report: not in {} nor in the store", config.display())));
+                }
                 eprintln!("warning: operation {operation:?} is not in {}", config.display());
             }
             let at = as_of
