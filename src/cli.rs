@@ -129,6 +129,11 @@ pub enum AgentCommand {
         /// Print the summary as JSON (one object per file, with rejected rows).
         #[arg(long)]
         json: bool,
+        /// Publish with this operation's new secret although the ledger
+        /// published with another: every joint outcome is re-keyed (repeat
+        /// for several operations).
+        #[arg(long, value_name = "OPERATION")]
+        accept_secret_change: Vec<String>,
         /// Force exports: .jsonl/.ndjson/.json (JSON Lines) or .csv.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -148,6 +153,9 @@ pub enum AgentCommand {
         config: PathBuf,
         /// The inbox folder; done/ and failed/ are created inside it.
         inbox: PathBuf,
+        /// As for `publish`: accept this operation's new secret (once; remove it after).
+        #[arg(long, value_name = "OPERATION")]
+        accept_secret_change: Vec<String>,
     },
 }
 
@@ -223,8 +231,9 @@ pub enum SchemaCommand {
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Agent(AgentCommand::Publish { config, no_progress, json, files }) => {
-            let settings = AgentSettings::load(&config)?;
+        Command::Agent(AgentCommand::Publish { config, no_progress, json, files, accept_secret_change }) => {
+            let mut settings = AgentSettings::load(&config)?;
+            settings.accept_secret_change.extend(accept_secret_change);
             let summary = agent::publish_files(&settings, &files, !no_progress).await?;
             let code =
                 if summary.total().rejected > 0 { ExitCode::from(EXIT_ROWS_REJECTED) } else { ExitCode::SUCCESS };
@@ -255,8 +264,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("resent {n} messages");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agent(AgentCommand::Watch { config, inbox }) => {
-            let settings = AgentSettings::load(&config)?;
+        Command::Agent(AgentCommand::Watch { config, inbox, accept_secret_change }) => {
+            let mut settings = AgentSettings::load(&config)?;
+            settings.accept_secret_change.extend(accept_secret_change);
             agent::watch(&settings, &inbox, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

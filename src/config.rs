@@ -250,6 +250,11 @@ pub struct AgentSettings {
     pub spool_limit: u64,
     #[serde(default)]
     pub watch: WatchSettings,
+    /// Operations whose new pseudonymisation secret is accepted although the
+    /// ledger published with another (`--accept-secret-change`): only ever
+    /// from the command line, so that no file keeps accepting changes.
+    #[serde(skip)]
+    pub accept_secret_change: BTreeSet<String>,
 }
 
 pub fn default_spool_limit() -> u64 {
@@ -418,10 +423,14 @@ impl AgentSettings {
             if !ids.insert(&op.id) {
                 return Err(format!("operation {} is configured twice", op.id));
             }
-            if op.secret.as_ref().is_none_or(|s| s.expose().is_empty()) {
+            let env = format!("JOINTOPS__OPERATIONS__{}__SECRET", alias.to_uppercase());
+            let Some(secret) = op.secret.as_ref().map(Secret::expose).filter(|s| !s.is_empty()) else {
+                return Err(format!("operations.{alias}.secret is not set: pass it as {env}"));
+            };
+            // A stray space would silently give every joint outcome a new reference.
+            if secret.trim() != secret {
                 return Err(format!(
-                    "operations.{alias}.secret is not set: pass it as JOINTOPS__OPERATIONS__{}__SECRET",
-                    alias.to_uppercase()
+                    "operations.{alias}.secret begins or ends with white space: remove it (check {env})"
                 ));
             }
         }
@@ -509,6 +518,29 @@ mod tests {
         );
         let e = HubSettings::load(&p).unwrap_err().to_string();
         assert!(e.contains("c.toml") && e.contains("is not before"), "{e}");
+    }
+
+    /// Regression: a secret with a trailing space (from an environment
+    /// variable) was taken as a new secret and re-keyed every joint outcome.
+    #[test]
+    fn a_secret_with_leading_or_trailing_white_space_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for secret in ["hunter2 ", " hunter2", "hunter2\n", "\thunter2"] {
+            let text = format!(
+                "force = \"MPS\"\nstate_dir = \"s\"\n[kafka]\n[operations.op_a]\nid = \"OP-A\"\nsecret = {secret:?}\n"
+            );
+            let p = write(dir.path(), &text);
+            private(&p);
+            let e = AgentSettings::load(&p).unwrap_err().to_string();
+            assert!(e.contains("operations.op_a.secret begins or ends with white space"), "{secret:?}: {e}");
+            assert!(e.contains("JOINTOPS__OPERATIONS__OP_A__SECRET") && !e.contains("hunter2"), "{e}");
+        }
+        let p = write(
+            dir.path(),
+            "force = \"MPS\"\nstate_dir = \"s\"\n[kafka]\n[operations.op_a]\nid = \"OP-A\"\nsecret = \"a b\"\n",
+        );
+        private(&p);
+        assert!(AgentSettings::load(&p).is_ok(), "white space inside a secret is the secret's own");
     }
 
     #[test]

@@ -166,6 +166,7 @@ mod tests {
             kafka: AgentKafka { bootstrap: String::new(), topic: String::new(), librdkafka: Default::default() },
             operations: [("op".to_string(), AgentOperation { id: "OP".into(), secret: Some(Secret::new("s")) })].into(),
             spool_limit: crate::config::default_spool_limit(),
+            accept_secret_change: Default::default(),
             watch: Default::default(),
         }
     }

@@ -54,6 +54,17 @@ pub fn pseudonymise(secret: &[u8], kind: Kind, raw: &str) -> Result<String, Stri
     Ok(hex)
 }
 
+/// What identifies a secret without revealing it: HMAC-SHA256(secret, a
+/// fixed label), 16 hex characters. Two agents with the same secret show the
+/// same fingerprint, so forces can compare theirs.
+pub fn fingerprint(secret: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(b"jointops-secret-fingerprint-v1");
+    let mut hex = hex::encode(mac.finalize().into_bytes());
+    hex.truncate(16);
+    hex
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use super::deliver::{drain, producer, DeliveryError, Producer};
 use super::export::{read_export, ExportError, RowError};
 use super::ledger::{Ledger, LedgerError};
 use super::plan::{plan, Plan};
+use super::secrets::{check_secrets, SecretError};
 use crate::config::AgentSettings;
 
 /// The outcome of one file, as printed and written as a receipt.
@@ -65,6 +66,8 @@ pub enum PublishError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     /// A file stopped the run, and the outbox could not be delivered either.
     #[error("{file}; and {delivery}")]
     Both { file: Box<PublishError>, delivery: DeliveryError },
@@ -97,6 +100,7 @@ pub async fn publish_files(
     progress: bool,
 ) -> Result<Summary, PublishError> {
     let mut ledger = Ledger::open(&settings.state_dir)?;
+    check_secrets(settings, &mut ledger, chrono::Utc::now().timestamp_millis())?;
     let producer = producer(settings)?;
     let leftover = ledger.outbox_len()?;
     let (mut summary, mut sent) = (Summary::default(), 0);

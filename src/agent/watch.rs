@@ -33,6 +33,7 @@ use super::inbox::{self, FailedReceipt, Receipt};
 use super::ledger::{Ledger, LedgerError, NewRun, Run, RunState};
 use super::plan::plan;
 use super::publish::FileSummary;
+use super::secrets::{check_secrets, SecretError};
 use crate::config::AgentSettings;
 
 /// How often the inbox is looked at.
@@ -48,6 +49,8 @@ pub enum WatchError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     #[error("agent ledger: the recorded summary of {file} (run {run}) cannot be read back: {source}")]
     Summary { file: String, run: i64, source: serde_json::Error },
 }
@@ -196,7 +199,8 @@ impl Daemon {
         for dir in [&done, &failed] {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        let ledger = Ledger::open(&settings.state_dir)?;
+        let mut ledger = Ledger::open(&settings.state_dir)?;
+        check_secrets(&settings, &mut ledger, now_ms())?;
         let producer = producer(&settings)?;
         let mut d = Daemon {
             settings,

@@ -96,6 +96,7 @@ pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&st
             })
             .collect(),
         spool_limit: jointops::config::default_spool_limit(),
+        accept_secret_change: Default::default(),
         watch: jointops::config::WatchSettings { settle_ms: 200 },
     }
 }
