@@ -245,6 +245,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 for r in &f.rejections {
                     eprintln!("{}:{}: rejected: {}", f.file, r.line, r.reason);
                 }
+                for w in &f.warnings {
+                    let at = w.line.map_or(String::new(), |l| format!(":{l}"));
+                    eprintln!("{}{at}: warning: {}", f.file, w.warning);
+                }
             }
             println!("{:<40} {:>10} {:>10} {:>10} {:>10}", "file", "published", "unchanged", "withdrawn", "rejected");
             for f in summary.files.iter().chain(std::iter::once(&summary.total())) {

@@ -1,14 +1,42 @@
 //! Turning accepted export rows into revisions: pseudonymise, compare with the
 //! ledger, and decide what to publish. No Kafka here.
+//!
+//! Revisions follow the publication time (seconds since 2020-01-01), kept
+//! strictly above the ledger's last one for the record: a fresh or lost
+//! ledger then still publishes above whatever an earlier ledger did, where
+//! counting from 1 again would collide with revisions the hub holds
+//! (`conflicting-revision`). Only the order of revisions matters (R1).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use super::export::{ExportRow, RowError};
 use super::ledger::{Entry, Ledger, LedgerError};
 use super::pseudonym::pseudonymise;
 use crate::codec::{binary, Registry};
 use crate::config::AgentSettings;
-use crate::domain::{Millis, Outcome, OutcomeEvent};
+use crate::domain::{fmt_millis, Millis, Outcome, OutcomeEvent};
+
+/// 2020-01-01T00:00:00Z, in seconds: revisions count from here.
+const REVISION_EPOCH_S: i64 = 1_577_836_800;
+
+/// The revision of a record published at `now`: its second since 2020, and
+/// always above `previous`, the ledger's last one (an int: good until 2088).
+pub fn next_revision(previous: Option<i32>, now: Millis) -> i32 {
+    let at = (now.div_euclid(1000) - REVISION_EPOCH_S).clamp(1, i64::from(i32::MAX)) as i32;
+    previous.map_or(at, |p| at.max(p.saturating_add(1)))
+}
+
+/// Something a file's summary must say although nothing was refused.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Warning {
+    /// The row's line, or none for the file as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    pub warning: String,
+}
 
 /// What one export file gives, before anything is sent.
 #[derive(Debug, Default)]
@@ -20,6 +48,7 @@ pub struct Plan {
     pub withdrawn: u64,
     pub unchanged: u64,
     pub rejected: Vec<RowError>,
+    pub warnings: Vec<Warning>,
 }
 
 /// Canonical bytes of what a revision says, leaving out what changes with
@@ -48,8 +77,12 @@ pub fn plan(
     // A record may appear twice in one file: identical is harmless, differing
     // means the export itself is inconsistent, so the later row is refused.
     let mut seen: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
+    let mut looked_at: BTreeSet<String> = BTreeSet::new();
     for row in rows {
         let reject = |reason: String| RowError { file: file.to_string(), line: row.line, reason };
+        if looked_at.insert(row.operation.clone()) {
+            plan.warnings.extend(fresh_ledger(settings, ledger, &row.operation, now)?);
+        }
         let Some(secret) = settings.secret_for(&row.operation) else {
             rejected.push(reject(format!(
                 "operation {:?} is not configured for this agent (add it with its secret to the agent config)",
@@ -74,7 +107,7 @@ pub fn plan(
         };
         let mut event = OutcomeEvent {
             event_id: row.record_id.clone(),
-            revision: 1,
+            revision: next_revision(None, now),
             force: settings.force.clone(),
             operation: row.operation.clone(),
             occurred_at: row.occurred_at,
@@ -101,7 +134,7 @@ pub fn plan(
             Some(prev) if prev.content == body => plan.unchanged += 1,
             Some(prev) if prev.identity == identity => {
                 event.event_id = prev.event_id.clone();
-                event.revision = prev.revision + 1;
+                event.revision = next_revision(Some(prev.revision), now);
                 push(&mut plan, registry, &row.record_id, prev.generation, &event, body);
             }
             Some(prev) => {
@@ -109,7 +142,7 @@ pub fn plan(
                 // old report withdrawn and the outcome reported afresh.
                 if !prev.withdrawn {
                     let mut old = registry.decode(&prev.value).map_err(|e| LedgerError::corrupt(&prev.record_id, e))?;
-                    old.revision += 1;
+                    old.revision = next_revision(Some(old.revision), now);
                     old.withdrawn = true;
                     old.reported_at = now;
                     let value = registry.encode(&old);
@@ -133,6 +166,34 @@ pub fn plan(
     }
     plan.rejected = rejected;
     Ok(plan)
+}
+
+/// A ledger that has published nothing for an operation that has started:
+/// a force joining late, or a ledger lost or replaced. The agent cannot tell
+/// which, and the second leaves reports on the hub that this ledger does not
+/// know of, so it is said aloud.
+fn fresh_ledger(
+    settings: &AgentSettings,
+    ledger: &Ledger,
+    operation: &str,
+    now: Millis,
+) -> Result<Option<Warning>, LedgerError> {
+    let Some(starts) = settings.operation(operation).and_then(|o| o.starts) else { return Ok(None) };
+    if starts > now || ledger.knows_operation(operation)? {
+        return Ok(None);
+    }
+    let state_dir = ledger.state_dir().display();
+    warn!(%operation, %state_dir, starts = %fmt_millis(starts), "A ledger new to an operation that has started.");
+    Ok(Some(Warning {
+        line: None,
+        warning: format!(
+            "operation {operation} started at {}, and the ledger in {state_dir} has published nothing for it: \
+             if this force published for it before (a lost or replaced ledger), these rows go out above the \
+             revisions it published, but reports it published that these exports no longer hold are not \
+             withdrawn: publish the operation's complete export",
+            fmt_millis(starts)
+        ),
+    }))
 }
 
 fn push(plan: &mut Plan, registry: &Registry, record_id: &str, generation: i64, event: &OutcomeEvent, body: Vec<u8>) {
@@ -164,7 +225,7 @@ mod tests {
             force: "MPS".into(),
             state_dir: dir.to_path_buf(),
             kafka: AgentKafka { bootstrap: String::new(), topic: String::new(), librdkafka: Default::default() },
-            operations: [("op".to_string(), AgentOperation { id: "OP".into(), secret: Some(Secret::new("s")) })].into(),
+            operations: [("op".to_string(), AgentOperation::new("OP", Secret::new("s")))].into(),
             spool_limit: crate::config::default_spool_limit(),
             accept_secret_change: Default::default(),
             watch: Default::default(),
@@ -206,6 +267,18 @@ mod tests {
         assert_eq!((p.published, ev[0].revision, ev[0].event_id.as_str()), (1, 2, "a"));
         let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, true)], 4000);
         assert_eq!((p.published, p.withdrawn, ev[0].revision, ev[0].withdrawn), (1, 1, 3, true));
+    }
+
+    #[test]
+    fn revisions_follow_the_publication_second_and_stay_above_the_ledger() {
+        let at = |rfc: &str| chrono::DateTime::parse_from_rfc3339(rfc).unwrap().timestamp_millis();
+        assert_eq!(next_revision(None, at("2020-01-01T00:00:01.999Z")), 1);
+        assert_eq!(next_revision(None, at("2020-01-01T00:00:00Z")), 1, "never below 1");
+        assert_eq!(next_revision(None, at("2026-12-01T21:00:00Z")), 218_322_000);
+        assert_eq!(next_revision(Some(218_322_000), at("2026-12-01T21:00:00Z")), 218_322_001, "same second");
+        assert_eq!(next_revision(Some(7), at("2026-12-01T21:00:00Z")), 218_322_000);
+        assert_eq!(next_revision(Some(i32::MAX), at("2026-12-01T21:00:00Z")), i32::MAX);
+        assert_eq!(next_revision(None, at("2099-12-31T00:00:00Z")), i32::MAX, "clamped, not wrapped");
     }
 
     #[test]

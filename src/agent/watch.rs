@@ -322,6 +322,9 @@ impl Daemon {
                     debug!(file = %name, line = r.line, reason = %r.reason, "Row rejected.");
                 }
                 info!(file = %name, published = summary.published, unchanged = summary.unchanged, withdrawn = summary.withdrawn, rejected = summary.rejected, "File accepted.");
+                if !summary.warnings.is_empty() {
+                    warn!(file = %name, warnings = summary.warnings.len(), "File accepted with warnings (listed in its receipt).");
+                }
                 self.waiting = None;
                 self.outbox += p.messages.len() as u64;
                 self.accepted.push(Accepted { run, name: name.to_string(), path: path.to_path_buf(), summary });
