@@ -587,6 +587,32 @@ mod tests {
     }
 
     #[test]
+    fn agent_operation_windows_and_forces_are_read_once_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = |extra: &str| {
+            let p = write(
+                dir.path(),
+                &format!(
+                    "force = \"MPS\"\nstate_dir = \"s\"\n[kafka]\n[operations.op_a]\nid = \"OP-A\"\nsecret = \"x\"\n{extra}"
+                ),
+            );
+            private(&p);
+            AgentSettings::load(&p)
+        };
+        let s = agent("starts = \"2023-10-09T00:00:00+01:00\"\nends = \"2023-10-16T00:00:00Z\"\nforces = [\"MPS\"]\n")
+            .unwrap();
+        let op = s.operation("OP-A").unwrap();
+        assert_eq!((op.starts, op.ends), (Some(1_696_806_000_000), Some(1_697_414_400_000)));
+        assert_eq!(op.forces.as_ref().unwrap().len(), 1);
+        let e = agent("starts = \"9 October\"\n").unwrap_err().to_string();
+        assert!(e.contains("\"9 October\" is not RFC 3339"), "{e}");
+        let e = agent("starts = \"2023-10-16T00:00:00Z\"\nends = \"2023-10-09T00:00:00Z\"\n").unwrap_err().to_string();
+        assert!(e.contains("starts 2023-10-16T00:00:00.000Z is not before ends 2023-10-09T00:00:00.000Z"), "{e}");
+        let e = agent("forces = [\"mps\"]\n").unwrap_err().to_string();
+        assert!(e.contains("operations.op_a.forces"), "{e}");
+    }
+
+    #[test]
     fn agent_secret_is_required_and_never_printed() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "force = \"MPS\"\nstate_dir = \"s\"\n[kafka]\n[operations.op_a]\nid = \"OP-A\"\n");

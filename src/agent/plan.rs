@@ -16,7 +16,8 @@ use super::export::{ExportRow, RowError};
 use super::ledger::{Entry, Ledger, LedgerError};
 use super::pseudonym::pseudonymise;
 use crate::codec::{binary, Registry};
-use crate::config::AgentSettings;
+use crate::config::{AgentOperation, AgentSettings};
+use crate::domain::event::MAX_FUTURE_SKEW_MS;
 use crate::domain::{fmt_millis, Millis, Outcome, OutcomeEvent};
 
 /// 2020-01-01T00:00:00Z, in seconds: revisions count from here.
@@ -83,13 +84,17 @@ pub fn plan(
         if looked_at.insert(row.operation.clone()) {
             plan.warnings.extend(fresh_ledger(settings, ledger, &row.operation, now)?);
         }
-        let Some(secret) = settings.secret_for(&row.operation) else {
+        let Some((op, secret)) = settings.operation(&row.operation).and_then(|o| Some((o, o.secret.as_ref()?))) else {
             rejected.push(reject(format!(
                 "operation {:?} is not configured for this agent (add it with its secret to the agent config)",
                 row.operation
             )));
             continue;
         };
+        if let Err(reason) = admissible(&settings.force, op, row.occurred_at, now) {
+            rejected.push(reject(reason));
+            continue;
+        }
         let mut outcome = row.outcome.clone();
         if let Outcome::Charge { charges } = &mut outcome {
             // One order for one meaning: a reordered cell is not a revision.
@@ -168,6 +173,33 @@ pub fn plan(
     Ok(plan)
 }
 
+/// What the hub would certainly refuse (contract §2 and R6), refused here
+/// with the row's line instead of dead-lettered there.
+fn admissible(force: &str, op: &AgentOperation, occurred_at: Millis, now: Millis) -> Result<(), String> {
+    if occurred_at > now.saturating_add(MAX_FUTURE_SKEW_MS) {
+        return Err(format!(
+            "occurred_at {} is more than 24 h after now ({})",
+            fmt_millis(occurred_at),
+            fmt_millis(now)
+        ));
+    }
+    let (starts, ends) = (op.starts.unwrap_or(Millis::MIN), op.ends.unwrap_or(Millis::MAX));
+    if !(starts..ends).contains(&occurred_at) {
+        let shown = |t: Option<Millis>| t.map_or("…".to_string(), fmt_millis);
+        return Err(format!(
+            "occurred_at {} is outside {}'s window [{}, {})",
+            fmt_millis(occurred_at),
+            op.id,
+            shown(op.starts),
+            shown(op.ends)
+        ));
+    }
+    if op.forces.as_ref().is_some_and(|f| !f.contains(force)) {
+        return Err(format!("force {force} is not taking part in {} (its forces in the agent config)", op.id));
+    }
+    Ok(())
+}
+
 /// A ledger that has published nothing for an operation that has started:
 /// a force joining late, or a ledger lost or replaced. The agent cannot tell
 /// which, and the second leaves reports on the hub that this ledger does not
@@ -244,6 +276,14 @@ mod tests {
         }
     }
 
+    /// 2023-10-12T00:00:00Z: a publication time within the rows' reach.
+    const T: Millis = 1_697_068_800_000;
+
+    /// The revision of a first publication `k` seconds after `T`.
+    fn rev(k: i64) -> i32 {
+        next_revision(None, T + k * 1000)
+    }
+
     /// Plans `rows` and records the plan, as a publish run would.
     fn run(s: &AgentSettings, ledger: &mut Ledger, rows: Vec<ExportRow>, now: Millis) -> (Plan, Vec<OutcomeEvent>) {
         let p = plan(s, ledger, "f.csv", rows, vec![], now).unwrap();
@@ -259,14 +299,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         let mut ledger = Ledger::open(dir.path()).unwrap();
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], 1000);
-        assert_eq!((p.published, ev[0].revision, ev[0].reported_at), (1, 1, 1000));
-        let (p, _) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], 2000);
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], T + 1000);
+        assert_eq!((p.published, ev[0].revision, ev[0].reported_at), (1, rev(1), T + 1000));
+        let (p, _) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], T + 2000);
         assert_eq!((p.published, p.unchanged), (0, 1));
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, false)], 3000);
-        assert_eq!((p.published, ev[0].revision, ev[0].event_id.as_str()), (1, 2, "a"));
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, true)], 4000);
-        assert_eq!((p.published, p.withdrawn, ev[0].revision, ev[0].withdrawn), (1, 1, 3, true));
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, false)], T + 3000);
+        assert_eq!((p.published, ev[0].revision, ev[0].event_id.as_str()), (1, rev(3), "a"));
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, true)], T + 4000);
+        assert_eq!((p.published, p.withdrawn, ev[0].revision, ev[0].withdrawn), (1, 1, rev(4), true));
     }
 
     #[test]
@@ -286,15 +326,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         let mut ledger = Ledger::open(dir.path()).unwrap();
-        run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], 1000);
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Other, false)], 2000);
+        run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], T + 1000);
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Other, false)], T + 2000);
         assert_eq!((p.published, p.withdrawn), (2, 1));
-        assert_eq!((ev[0].event_id.as_str(), ev[0].revision, ev[0].withdrawn), ("a", 2, true));
-        assert_eq!((ev[1].event_id.as_str(), ev[1].revision, ev[1].withdrawn), ("a:2", 1, false));
+        assert_eq!((ev[0].event_id.as_str(), ev[0].revision, ev[0].withdrawn), ("a", rev(2), true));
+        assert_eq!((ev[1].event_id.as_str(), ev[1].revision, ev[1].withdrawn), ("a:2", rev(2), false));
         assert_eq!(p.messages[0].0, "OP/MPS/a", "the withdrawal goes under the old key");
         assert!(p.messages[1].0.starts_with("OP/arrest/"), "{}", p.messages[1].0);
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Weapons, false)], 3000);
-        assert_eq!((p.published, ev[0].event_id.as_str(), ev[0].revision), (1, "a:2", 2));
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Weapons, false)], T + 3000);
+        assert_eq!((p.published, ev[0].event_id.as_str(), ev[0].revision), (1, "a:2", rev(3)));
+    }
+
+    /// Regression: rows the hub certainly refuses (too far ahead, outside the
+    /// window, from a force not taking part) were published and dead-lettered
+    /// there, and the agent reported success.
+    #[test]
+    fn rows_the_hub_would_refuse_are_rejected_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        let at = |rfc: &str| chrono::DateTime::parse_from_rfc3339(rfc).unwrap().timestamp_millis();
+        let op = s.operations.get_mut("op").unwrap();
+        (op.starts, op.ends) = (Some(at("2023-10-09T00:00:00+01:00")), Some(at("2023-10-16T00:00:00+01:00")));
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let now = at("2023-10-16T12:00:00Z");
+        let mut rows: Vec<ExportRow> =
+            (2..=6).map(|l| row(l, &format!("r{l}"), None, ArrestOffence::Other, false)).collect();
+        rows[1].occurred_at = now + MAX_FUTURE_SKEW_MS + 1;
+        rows[2].occurred_at = at("2023-10-08T22:59:59.999Z");
+        rows[3].occurred_at = at("2023-10-15T23:00:00Z");
+        rows[4].occurred_at = at("2023-10-08T23:00:00Z");
+        let (p, _) = run(&s, &mut ledger, rows.clone(), now);
+        let got: Vec<(u64, &str)> = p.rejected.iter().map(|r| (r.line, r.reason.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (3, "occurred_at 2023-10-17T12:00:00.001Z is more than 24 h after now (2023-10-16T12:00:00.000Z)"),
+                (4, "occurred_at 2023-10-08T22:59:59.999Z is outside OP's window [2023-10-08T23:00:00.000Z, 2023-10-15T23:00:00.000Z)"),
+                (5, "occurred_at 2023-10-15T23:00:00.000Z is outside OP's window [2023-10-08T23:00:00.000Z, 2023-10-15T23:00:00.000Z)"),
+            ]
+        );
+        assert_eq!(p.published, 2, "line 2, and line 6 at the very start of the window");
+
+        s.operations.get_mut("op").unwrap().forces = Some(["KENT".to_string()].into());
+        let (p, _) = run(&s, &mut ledger, vec![rows[0].clone()], now);
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].reason, "force MPS is not taking part in OP (its forces in the agent config)");
     }
 
     #[test]
@@ -310,7 +386,7 @@ mod tests {
             row(4, "a", None, ArrestOffence::Weapons, false),
             other,
         ];
-        let (p, _) = run(&s, &mut ledger, rows, 1000);
+        let (p, _) = run(&s, &mut ledger, rows, T);
         assert_eq!((p.published, p.unchanged), (1, 1));
         let lines: Vec<u64> = p.rejected.iter().map(|r| r.line).collect();
         assert_eq!(lines, [4, 5]);
