@@ -257,6 +257,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     f.file, f.published, f.unchanged, f.withdrawn, f.rejected
                 );
             }
+            let warned: usize = summary.files.iter().map(|f| f.warnings.len()).sum();
+            if warned > 0 {
+                println!("({warned} warnings, listed on stderr: published, but worth a look)");
+            }
             if summary.redelivered > 0 {
                 println!("(also delivered {} messages left from an earlier run)", summary.redelivered);
             }

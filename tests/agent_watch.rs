@@ -312,3 +312,33 @@ async fn a_file_that_changes_after_it_was_read_goes_to_failed_with_what_its_read
     ids.sort();
     assert_eq!(ids, ["C1", "C2"], "what was read is delivered, and nothing else");
 }
+
+/// Regression: a line number whose leading 0 a spreadsheet had stripped was
+/// published without a word, and never met the partner force's report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_number_without_its_leading_zero_is_published_and_flagged_in_the_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), vec![]);
+    create_topics(&hub).await;
+    let settings = agent(&hub, "MPS", dir.path().join("state"), &[(OP, SECRET)]);
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let csv = format!(
+        "record_id,kind,operation,occurred_at,joint_ref\n\
+         L1,line_closure,{OP},2023-10-10T10:00:00Z,07700 900123\n\
+         L2,line_closure,{OP},2023-10-10T10:00:00Z,7700900124\n"
+    );
+    drop_file(&inbox, "lines.csv", &csv);
+    let w = RunningWatcher::start(&settings, &inbox);
+    wait_until("the receipt", Duration::from_secs(30), || inbox.join("done/lines.csv.receipt.json").exists()).await;
+    w.stop().await;
+    let r = numbers(receipt(&inbox, "done", "lines.csv"));
+    assert_eq!((r["published"].as_u64(), r["rejected"].as_u64()), (Some(2), Some(0)), "{r}");
+    let warnings = r["warnings"].as_array().unwrap_or_else(|| panic!("no warnings: {r}"));
+    assert_eq!(warnings.len(), 1, "{r}");
+    assert_eq!(warnings[0]["line"], 3, "{r}");
+    let text = warnings[0]["warning"].as_str().unwrap();
+    assert!(text.contains("no leading 0") && text.contains("will not meet"), "{text}");
+    assert!(!r.to_string().contains("7700900124"), "the raw number stays out of the receipt: {r}");
+    assert_eq!(consume_events(&hub.kafka.bootstrap, &hub.kafka.topic).len(), 2, "both published");
+}

@@ -14,11 +14,11 @@ use tracing::warn;
 
 use super::export::{ExportRow, RowError};
 use super::ledger::{Entry, Ledger, LedgerError};
-use super::pseudonym::pseudonymise;
+use super::pseudonym::{pseudonymise, suspicious_line};
 use crate::codec::{binary, Registry};
 use crate::config::{AgentOperation, AgentSettings};
 use crate::domain::event::MAX_FUTURE_SKEW_MS;
-use crate::domain::{fmt_millis, Millis, Outcome, OutcomeEvent};
+use crate::domain::{fmt_millis, Kind, Millis, Outcome, OutcomeEvent};
 
 /// 2020-01-01T00:00:00Z, in seconds: revisions count from here.
 const REVISION_EPOCH_S: i64 = 1_577_836_800;
@@ -131,6 +131,9 @@ pub fn plan(
             continue;
         }
         seen.insert(row.record_id.clone(), (row.line, body.clone()));
+        if let (Kind::LineClosure, Some(raw)) = (event.kind(), &row.joint_ref) {
+            plan.warnings.extend(suspicious_line(raw).map(|warning| Warning { line: Some(row.line), warning }));
+        }
 
         // `seen` guarantees one plan entry per record, so the ledger is current.
         let previous = ledger.get(&row.record_id)?;
