@@ -83,6 +83,11 @@ impl Settling {
     pub fn forget(&mut self, path: &Path) {
         self.seen.remove(path);
     }
+
+    /// Keeps only the files still in the inbox.
+    pub fn retain(&mut self, present: &[(String, PathBuf)]) {
+        self.seen.retain(|p, _| present.iter().any(|(_, q)| q == p));
+    }
 }
 
 /// Whether a process this account can see holds `path` open for writing

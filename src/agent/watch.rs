@@ -179,6 +179,8 @@ struct Daemon {
     accepted: Vec<Accepted>,
     /// Inbox files not taken yet, and since when each has been still.
     settling: inbox::Settling,
+    /// The file last found open for writing (said once, not every poll).
+    held_open: Option<PathBuf>,
     /// A file refused for lack of room and the messages it needs.
     waiting: Option<(PathBuf, u64)>,
     /// Messages in the outbox: counted once at the start, then kept up to
@@ -211,6 +213,7 @@ impl Daemon {
             producer,
             accepted: Vec::new(),
             settling: inbox::Settling::default(),
+            held_open: None,
             waiting: None,
             outbox: 0,
             after: 0,
@@ -258,6 +261,7 @@ impl Daemon {
     fn scan(&mut self) -> Result<(), WatchError> {
         let files = inbox::ready_files(&self.inbox).map_err(io_err(&self.inbox))?;
         let settle = Duration::from_millis(self.settings.watch.settle_ms);
+        self.settling.retain(&files);
         for (name, path) in files {
             if self.accepted.iter().any(|a| a.path == path) {
                 continue;
@@ -269,7 +273,10 @@ impl Daemon {
                 return Ok(());
             }
             if inbox::open_for_writing(&path) {
-                debug!(file = %name, "Still open for writing; not taken yet.");
+                if self.held_open.as_ref() != Some(&path) {
+                    warn!(file = %name, "A file in the inbox is open for writing: it and the files after it wait. Export jobs should write elsewhere and rename the file in.");
+                    self.held_open = Some(path);
+                }
                 return Ok(());
             }
             if let Some((waiting, need)) = &self.waiting {
