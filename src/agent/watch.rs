@@ -262,14 +262,21 @@ impl Daemon {
         let files = inbox::ready_files(&self.inbox).map_err(io_err(&self.inbox))?;
         let settle = Duration::from_millis(self.settings.watch.settle_ms);
         self.settling.retain(&files);
+        // Every file is watched settling at once, not one after the other.
+        let now = Instant::now().into_std();
+        let mut stamped = Vec::new();
         for (name, path) in files {
             if self.accepted.iter().any(|a| a.path == path) {
                 continue;
             }
+            let Ok(stamp) = inbox::Stamp::of(&path) else { continue };
+            let settled = self.settling.settled(&path, stamp, now, settle);
+            stamped.push((name, path, settled));
+        }
+        for (name, path, settled) in stamped {
             // Still being written: it and the files after it wait, so that
             // files are never applied out of name order.
-            let Ok(stamp) = inbox::Stamp::of(&path) else { continue };
-            if !self.settling.settled(&path, stamp, Instant::now().into_std(), settle) {
+            if !settled {
                 return Ok(());
             }
             if inbox::open_for_writing(&path) {
