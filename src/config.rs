@@ -261,8 +261,10 @@ pub fn default_spool_limit() -> u64 {
     1_000_000
 }
 
+/// Longer than the pauses seen in export jobs that write in place (3 s),
+/// and short beside how often exports arrive.
 pub fn default_settle_ms() -> u64 {
-    2_000
+    5_000
 }
 
 /// `agent watch`.
