@@ -441,9 +441,9 @@ impl Daemon {
             self.ledger.close_run(id, RunState::Abandoned, now_ms())?;
             return Ok(());
         };
-        let now = inbox::sha256_hex(&bytes);
-        if now != a.run.sha256 {
-            return self.fail_changed(a, &now, bytes.len());
+        let current = inbox::sha256_hex(&bytes);
+        if current != a.run.sha256 {
+            return self.fail_changed(a, &current, bytes.len());
         }
         // The destination is recorded first, so that a stop between the move
         // and the close is recognised on the next start.
