@@ -60,3 +60,48 @@ async fn rows_the_hub_would_refuse_are_rejected_by_the_agent_with_their_line() {
     assert!(dead_letters(&hub).is_empty(), "{:?}", dead_letters(&hub));
     assert_eq!(totals(&hub, OP).joint.people_engaged, 2);
 }
+
+/// `agent publish` on the command line says its warnings on stderr, with the
+/// file and line, and counts them under the table: a ledger new to an
+/// operation that has started, and a line number without its leading 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_says_its_warnings_on_stderr_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), vec![]);
+    create_topics(&hub).await;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "force = \"MPS\"\nstate_dir = \"state\"\n[kafka]\nbootstrap = \"{}\"\ntopic = \"{}\"\n\
+             [operations.op_refuse]\nid = \"{OP}\"\nstarts = \"2023-10-01T00:00:00Z\"\n",
+            hub.kafka.bootstrap, hub.kafka.topic
+        ),
+    )
+    .unwrap();
+    let file = dir.path().join("lines.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "record_id,kind,operation,occurred_at,joint_ref\nL1,line_closure,{OP},2023-10-10T10:00:00Z,7700900123\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jointops"))
+        .args(["agent", "publish", "--no-progress", "--config"])
+        .arg(&config)
+        .arg(&file)
+        .env("JOINTOPS__OPERATIONS__OP_REFUSE__SECRET", "s")
+        .output()
+        .expect("the jointops binary runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let shown = file.display().to_string();
+    assert!(
+        stderr.contains(&format!("{shown}: warning: operation {OP} started at 2023-10-01T00:00:00.000Z")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("{shown}:2: warning: joint_ref: the line_closure number")), "{stderr}");
+    assert!(!stderr.contains("7700900123"), "the raw number stays out: {stderr}");
+    assert!(stdout.contains("(2 warnings, listed on stderr"), "{stdout}");
+}
