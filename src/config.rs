@@ -311,10 +311,40 @@ pub struct AgentSettings {
     /// broker outage cannot fill the disk.
     #[serde(default = "default_spool_limit")]
     pub spool_limit: u64,
+    #[serde(default)]
+    pub watch: WatchSettings,
+    /// Operations whose new pseudonymisation secret is accepted although the
+    /// ledger published with another (`--accept-secret-change`): only ever
+    /// from the command line, so that no file keeps accepting changes.
+    #[serde(skip)]
+    pub accept_secret_change: BTreeSet<String>,
 }
 
 pub fn default_spool_limit() -> u64 {
     1_000_000
+}
+
+/// Longer than the pauses seen in export jobs that write in place (3 s),
+/// and short beside how often exports arrive.
+pub fn default_settle_ms() -> u64 {
+    5_000
+}
+
+/// `agent watch`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSettings {
+    /// How long a file in the inbox must keep its size and modification time
+    /// (and no process hold it open for writing) before it is taken: the
+    /// inbox contract (complete once renamed in) is checked, not assumed.
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        WatchSettings { settle_ms: default_settle_ms() }
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -336,6 +366,32 @@ pub struct AgentOperation {
     /// The operation's shared pseudonymisation secret.
     #[serde(default)]
     pub secret: Option<Secret>,
+    /// The operation's window `[starts, ends)` (RFC 3339 in the file), as the
+    /// hub has it: rows outside it are rejected here rather than
+    /// dead-lettered there, and a ledger new to an operation that has
+    /// started is said aloud.
+    #[serde(default, deserialize_with = "rfc3339")]
+    pub starts: Option<Millis>,
+    #[serde(default, deserialize_with = "rfc3339")]
+    pub ends: Option<Millis>,
+    /// The forces taking part, as the hub has them; absent: any force.
+    #[serde(default)]
+    pub forces: Option<BTreeSet<String>>,
+}
+
+impl AgentOperation {
+    /// An operation with its secret, without window or forces.
+    pub fn new(id: impl Into<String>, secret: Secret) -> Self {
+        AgentOperation { id: id.into(), secret: Some(secret), starts: None, ends: None, forces: None }
+    }
+}
+
+/// An optional RFC 3339 instant, read once into milliseconds.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+    let text = String::deserialize(d)?;
+    chrono::DateTime::parse_from_rfc3339(&text)
+        .map(|t| Some(t.timestamp_millis()))
+        .map_err(|e| serde::de::Error::custom(format!("{text:?} is not RFC 3339 ({e})")))
 }
 
 impl fmt::Debug for HubKafka {
@@ -518,10 +574,26 @@ impl AgentSettings {
             if !ids.insert(&op.id) {
                 return Err(format!("operation {} is configured twice", op.id));
             }
-            if op.secret.as_ref().is_none_or(|s| s.expose().is_empty()) {
+            if let (Some(starts), Some(ends)) = (op.starts, op.ends) {
+                if starts >= ends {
+                    return Err(format!(
+                        "operations.{alias}: starts {} is not before ends {}",
+                        crate::domain::fmt_millis(starts),
+                        crate::domain::fmt_millis(ends)
+                    ));
+                }
+            }
+            for f in op.forces.iter().flatten() {
+                check_force(f).map_err(|e| format!("operations.{alias}.forces: {e}"))?;
+            }
+            let env = format!("JOINTOPS__OPERATIONS__{}__SECRET", alias.to_uppercase());
+            let Some(secret) = op.secret.as_ref().map(Secret::expose).filter(|s| !s.is_empty()) else {
+                return Err(format!("operations.{alias}.secret is not set: pass it as {env}"));
+            };
+            // A stray space would silently give every joint outcome a new reference.
+            if secret.trim() != secret {
                 return Err(format!(
-                    "operations.{alias}.secret is not set: pass it as JOINTOPS__OPERATIONS__{}__SECRET",
-                    alias.to_uppercase()
+                    "operations.{alias}.secret begins or ends with white space: remove it (check {env})"
                 ));
             }
         }
@@ -530,9 +602,18 @@ impl AgentSettings {
 
     /// The secret of an operation code, if this agent takes part in it.
     pub fn secret_for(&self, operation: &str) -> Option<&Secret> {
-        self.operations.values().find(|o| o.id == operation).and_then(|o| o.secret.as_ref())
+        self.operation(operation).and_then(|o| o.secret.as_ref())
+    }
+
+    /// An operation by its code, if this agent takes part in it.
+    pub fn operation(&self, operation: &str) -> Option<&AgentOperation> {
+        self.operations.values().find(|o| o.id == operation)
     }
 }
+
+#[cfg(test)]
+#[path = "config_agent_tests.rs"]
+mod agent_tests;
 
 #[cfg(test)]
 mod tests {

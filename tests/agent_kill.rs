@@ -45,7 +45,7 @@ impl Rng {
 fn config(dir: &Path, hub: &jointops::config::HubSettings) -> PathBuf {
     let path = dir.join("agent.toml");
     let text = format!(
-        "force = \"MPS\"\nstate_dir = \"state\"\n[kafka]\nbootstrap = \"{}\"\ntopic = \"{}\"\n[operations.op_kill]\nid = \"{OP}\"\n",
+        "force = \"MPS\"\nstate_dir = \"state\"\n[kafka]\nbootstrap = \"{}\"\ntopic = \"{}\"\n[watch]\nsettle_ms = 200\n[operations.op_kill]\nid = \"{OP}\"\n",
         hub.kafka.bootstrap, hub.kafka.topic
     );
     std::fs::write(&path, text).unwrap();

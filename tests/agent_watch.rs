@@ -230,3 +230,115 @@ async fn a_file_accepted_before_a_stop_is_finished_with_its_first_receipt() {
         json!({"file": "export.csv", "published": 0, "unchanged": 120, "withdrawn": 0, "rejected": 0, "rejections": []})
     );
 }
+
+/// Regression: a file written in place in two parts was read between them:
+/// its first row went out, the cut one was rejected, the file moved to
+/// `done/` and the writer's last row was never sent nor reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_in_place_in_two_parts_is_taken_whole() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), vec![]);
+    create_topics(&hub).await;
+    let settings = agent(&hub, "MPS", dir.path().join("state"), &[(OP, SECRET)]);
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let (first, second, third) = (engagement("W1", 3), engagement("W2", 4), engagement("W3", 5));
+    let (head, tail) = second.split_at(second.len() / 2);
+
+    let mut writer = std::fs::File::create(inbox.join("export.jsonl")).unwrap();
+    writer.write_all(format!("{first}\n{head}").as_bytes()).unwrap();
+    let w = RunningWatcher::start(&settings, &inbox);
+    // The export job's own pause, longer than the settle interval: only the
+    // open file says it is not finished.
+    tokio::time::sleep(Duration::from_millis(3 * settings.watch.settle_ms + 500)).await;
+    assert!(inbox.join("export.jsonl").exists(), "taken while still being written");
+    writer.write_all(format!("{tail}\n{third}\n").as_bytes()).unwrap();
+    drop(writer);
+
+    wait_until("the receipt", Duration::from_secs(30), || inbox.join("done/export.jsonl.receipt.json").exists()).await;
+    let stats = w.stop().await;
+    assert_eq!(
+        numbers(receipt(&inbox, "done", "export.jsonl")),
+        json!({"file": "export.jsonl", "published": 3, "unchanged": 0, "withdrawn": 0, "rejected": 0, "rejections": []})
+    );
+    assert_eq!((stats.done, stats.failed, stats.delivered), (1, 0, 3));
+    let mut ids: Vec<String> =
+        consume_events(&hub.kafka.bootstrap, &hub.kafka.topic).into_iter().map(|e| e.event_id).collect();
+    ids.sort();
+    assert_eq!(ids, ["W1", "W2", "W3"]);
+}
+
+/// Regression: a file that changed after it was read was read again as a
+/// new file (or, had its messages gone out first, moved to `done/` with the
+/// change in it), and no receipt said that what was published is not what
+/// the file now holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_changes_after_it_was_read_goes_to_failed_with_what_its_read_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), vec![]);
+    create_topics(&hub).await;
+    let good = agent(&hub, "KENT", dir.path().join("state"), &[(OP, SECRET)]);
+    let mut down = good.clone();
+    down.kafka.bootstrap = "127.0.0.1:1".into();
+    down.kafka.librdkafka.insert("message.timeout.ms".into(), "1000".into());
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let read = format!("{}\n{}\n", engagement("C1", 3), engagement("C2", 4));
+    drop_file(&inbox, "export.jsonl", &read);
+
+    // Read and accepted, not delivered; then the file grows in place.
+    let mut w = RunningWatcher::start(&down, &inbox);
+    w.wait_for("accepted", Duration::from_secs(30), |s| s.accepted == ["export.jsonl"]).await;
+    w.stop().await;
+    let grown = format!("{read}{}\n", engagement("C3", 5));
+    std::fs::write(inbox.join("export.jsonl"), &grown).unwrap();
+
+    let w = RunningWatcher::start(&good, &inbox);
+    wait_until("the failed receipt", Duration::from_secs(30), || {
+        inbox.join("failed/export.jsonl.receipt.json").exists()
+    })
+    .await;
+    let stats = w.stop().await;
+    let r = numbers(receipt(&inbox, "failed", "export.jsonl"));
+    assert!(r["error"].as_str().unwrap().contains("changed after it was read"), "{r}");
+    assert_eq!(r["read"]["published"], 2, "{r}");
+    assert_eq!(std::fs::read_to_string(inbox.join("failed/export.jsonl")).unwrap(), grown);
+    assert_eq!(remaining(&inbox), Vec::<String>::new());
+    assert_eq!(remaining(&inbox.join("done")), Vec::<String>::new());
+    assert_eq!((stats.done, stats.failed, stats.delivered), (0, 1, 2));
+    let mut ids: Vec<String> =
+        consume_events(&hub.kafka.bootstrap, &hub.kafka.topic).into_iter().map(|e| e.event_id).collect();
+    ids.sort();
+    assert_eq!(ids, ["C1", "C2"], "what was read is delivered, and nothing else");
+}
+
+/// Regression: a line number whose leading 0 a spreadsheet had stripped was
+/// published without a word, and never met the partner force's report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_number_without_its_leading_zero_is_published_and_flagged_in_the_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), vec![]);
+    create_topics(&hub).await;
+    let settings = agent(&hub, "MPS", dir.path().join("state"), &[(OP, SECRET)]);
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let csv = format!(
+        "record_id,kind,operation,occurred_at,joint_ref\n\
+         L1,line_closure,{OP},2023-10-10T10:00:00Z,07700 900123\n\
+         L2,line_closure,{OP},2023-10-10T10:00:00Z,7700900124\n"
+    );
+    drop_file(&inbox, "lines.csv", &csv);
+    let w = RunningWatcher::start(&settings, &inbox);
+    wait_until("the receipt", Duration::from_secs(30), || inbox.join("done/lines.csv.receipt.json").exists()).await;
+    w.stop().await;
+    let r = numbers(receipt(&inbox, "done", "lines.csv"));
+    assert_eq!((r["published"].as_u64(), r["rejected"].as_u64()), (Some(2), Some(0)), "{r}");
+    let warnings = r["warnings"].as_array().unwrap_or_else(|| panic!("no warnings: {r}"));
+    assert_eq!(warnings.len(), 1, "{r}");
+    assert_eq!(warnings[0]["line"], 3, "{r}");
+    let text = warnings[0]["warning"].as_str().unwrap();
+    assert!(text.contains("no leading 0") && text.contains("will not meet"), "{text}");
+    assert!(!r.to_string().contains("7700900124"), "the raw number stays out of the receipt: {r}");
+    assert_eq!(consume_events(&hub.kafka.bootstrap, &hub.kafka.topic).len(), 2, "both published");
+}

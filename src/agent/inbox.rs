@@ -1,9 +1,11 @@
 //! The inbox folder of `agent watch` on disk: which files are ready, where a
 //! handled file goes (`done/` or `failed/`), and the receipt written beside it.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -41,6 +43,76 @@ pub fn ready_files(inbox: &Path) -> io::Result<Vec<(String, PathBuf)>> {
     Ok(files)
 }
 
+/// What says a file is still being written: its size and modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+impl Stamp {
+    pub fn of(path: &Path) -> io::Result<Stamp> {
+        let m = fs::metadata(path)?;
+        Ok(Stamp { size: m.len(), modified: m.modified()? })
+    }
+}
+
+/// The inbox files seen so far and since when each has kept its stamp. An
+/// export job that writes in place instead of renaming in breaks the inbox
+/// contract; a file is taken only once it has been still for the settle
+/// interval, so such a job is caught unless it pauses for longer than that
+/// (and then, while it keeps the file open, by [`open_for_writing`]).
+#[derive(Default)]
+pub struct Settling {
+    seen: HashMap<PathBuf, (Stamp, Instant)>,
+}
+
+impl Settling {
+    /// Whether `path`, now stamped `stamp`, has kept that stamp for `settle`.
+    pub fn settled(&mut self, path: &Path, stamp: Stamp, now: Instant, settle: Duration) -> bool {
+        match self.seen.get(path) {
+            Some((s, since)) if *s == stamp => now.duration_since(*since) >= settle,
+            _ => {
+                self.seen.insert(path.to_path_buf(), (stamp, now));
+                settle.is_zero()
+            }
+        }
+    }
+
+    /// Forgets `path` (taken, moved away, or changed while being read).
+    pub fn forget(&mut self, path: &Path) {
+        self.seen.remove(path);
+    }
+
+    /// Keeps only the files still in the inbox.
+    pub fn retain(&mut self, present: &[(String, PathBuf)]) {
+        self.seen.retain(|p, _| present.iter().any(|(_, q)| q == p));
+    }
+}
+
+/// Whether a process this account can see holds `path` open for writing
+/// (Linux: `/proc/<pid>/fd` and the access mode in `fdinfo`). Processes of
+/// other accounts cannot be seen; the settle interval still applies to them.
+pub fn open_for_writing(path: &Path) -> bool {
+    let Ok(target) = path.canonicalize() else { return false };
+    let Ok(procs) = fs::read_dir("/proc") else { return false };
+    procs.flatten().any(|p| {
+        let Ok(fds) = fs::read_dir(p.path().join("fd")) else { return false };
+        fds.flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t == target) && writes(&p.path(), &fd.file_name()))
+    })
+}
+
+/// The `flags:` line of `fdinfo` is octal; its low two bits are the access
+/// mode (`O_WRONLY` = 1, `O_RDWR` = 2).
+fn writes(proc_dir: &Path, fd: &std::ffi::OsStr) -> bool {
+    let Ok(info) = fs::read_to_string(proc_dir.join("fdinfo").join(fd)) else { return false };
+    info.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .is_some_and(|flags| flags & 0o3 != 0)
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -76,6 +148,9 @@ pub struct Receipt<'a> {
 pub struct FailedReceipt<'a> {
     pub file: &'a str,
     pub error: &'a str,
+    /// For a file that changed after it was read: what that read published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read: Option<&'a FileSummary>,
     pub finished_at: String,
 }
 
@@ -133,6 +208,34 @@ mod tests {
         assert_eq!(free_name(dir.path(), "export.csv"), "export~3.csv");
         fs::write(dir.path().join("README"), "").unwrap();
         assert_eq!(free_name(dir.path(), "README"), "README~2");
+    }
+
+    #[test]
+    fn a_file_is_settled_once_its_stamp_has_held_for_the_interval() {
+        let (p, t0, settle) = (Path::new("/in/a.csv"), Instant::now(), Duration::from_millis(500));
+        let stamp = |size| Stamp { size, modified: SystemTime::UNIX_EPOCH };
+        let mut s = Settling::default();
+        assert!(!s.settled(p, stamp(10), t0, settle), "first sight");
+        assert!(!s.settled(p, stamp(10), t0 + Duration::from_millis(499), settle));
+        assert!(!s.settled(p, stamp(20), t0 + Duration::from_millis(600), settle), "grew: the clock restarts");
+        assert!(!s.settled(p, stamp(20), t0 + Duration::from_millis(1000), settle));
+        assert!(s.settled(p, stamp(20), t0 + Duration::from_millis(1100), settle));
+        s.forget(p);
+        assert!(!s.settled(p, stamp(20), t0 + Duration::from_millis(1200), settle), "forgotten");
+        assert!(Settling::default().settled(p, stamp(1), t0, Duration::ZERO), "no interval: at once");
+    }
+
+    #[test]
+    fn a_file_open_for_writing_is_seen_and_a_closed_or_read_only_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        let mut w = fs::File::create(&path).unwrap();
+        assert!(open_for_writing(&path));
+        let _r = fs::File::open(&path).unwrap();
+        w.write_all(b"x").unwrap();
+        drop(w);
+        assert!(!open_for_writing(&path), "only open for reading now");
+        assert!(!open_for_writing(&dir.path().join("absent.csv")));
     }
 
     #[test]

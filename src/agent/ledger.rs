@@ -7,6 +7,10 @@
 //! The `runs` table remembers what each file picked up by `agent watch` gave
 //! when it was planned (in that same transaction), so that a file planned
 //! before a crash gets the same receipt after it.
+//!
+//! The `secrets` table holds a fingerprint of each operation's
+//! pseudonymisation secret (never the secret), so that a changed secret is
+//! noticed before it re-keys every joint outcome.
 
 use std::path::{Path, PathBuf};
 
@@ -136,6 +140,8 @@ impl Ledger {
                  summary TEXT NOT NULL, first_seq INTEGER, last_seq INTEGER, dest TEXT,
                  state TEXT NOT NULL, planned_at INTEGER NOT NULL, finished_at INTEGER);
              CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, source);
+             CREATE TABLE IF NOT EXISTS secrets (
+                 operation TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, recorded_at INTEGER NOT NULL);
              BEGIN EXCLUSIVE; COMMIT;",
         )
         .map_err(wrap)?;
@@ -302,6 +308,37 @@ impl Ledger {
     pub fn requeue_all(&mut self) -> Result<usize, LedgerError> {
         self.conn
             .execute("INSERT INTO outbox (key, value) SELECT identity, value FROM records ORDER BY record_id", [])
+            .map_err(|e| self.err(e))
+    }
+
+    /// The fingerprint of the secret `operation`'s records were published with.
+    pub fn secret_fingerprint(&self, operation: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .query_row("SELECT fingerprint FROM secrets WHERE operation = ?1", [operation], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_secret_fingerprint(&mut self, operation: &str, fingerprint: &str, at: i64) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO secrets (operation, fingerprint, recorded_at) VALUES (?1, ?2, ?3)",
+                params![operation, fingerprint, at],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Whether any record of `operation` was published from this ledger:
+    /// every identity key starts with `{operation}/`, and `0` follows `/`.
+    pub fn knows_operation(&self, operation: &str) -> Result<bool, LedgerError> {
+        let (from, to) = (format!("{operation}/"), format!("{operation}0"));
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM records WHERE identity >= ?1 AND identity < ?2)",
+                [from, to],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))
     }
 

@@ -9,9 +9,11 @@ pub mod ledger;
 pub mod plan;
 pub mod pseudonym;
 mod publish;
+pub mod secrets;
 pub mod units;
 mod watch;
 
 pub use deliver::DeliveryError;
 pub use publish::{publish_files, resend, FileSummary, PublishError, Rejection, Summary};
+pub use secrets::SecretError;
 pub use watch::{watch, WatchError, WatchStats, WatchStatus, Watcher};

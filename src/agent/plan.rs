@@ -1,14 +1,43 @@
 //! Turning accepted export rows into revisions: pseudonymise, compare with the
 //! ledger, and decide what to publish. No Kafka here.
+//!
+//! Revisions follow the publication time (seconds since 2020-01-01), kept
+//! strictly above the ledger's last one for the record: a fresh or lost
+//! ledger then still publishes above whatever an earlier ledger did, where
+//! counting from 1 again would collide with revisions the hub holds
+//! (`conflicting-revision`). Only the order of revisions matters (R1).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use super::export::{ExportRow, RowError};
 use super::ledger::{Entry, Ledger, LedgerError};
-use super::pseudonym::pseudonymise;
+use super::pseudonym::{pseudonymise, suspicious_line};
 use crate::codec::{binary, Registry};
-use crate::config::AgentSettings;
-use crate::domain::{Millis, Outcome, OutcomeEvent};
+use crate::config::{AgentOperation, AgentSettings};
+use crate::domain::event::MAX_FUTURE_SKEW_MS;
+use crate::domain::{fmt_millis, Kind, Millis, Outcome, OutcomeEvent};
+
+/// 2020-01-01T00:00:00Z, in seconds: revisions count from here.
+const REVISION_EPOCH_S: i64 = 1_577_836_800;
+
+/// The revision of a record published at `now`: its second since 2020, and
+/// always above `previous`, the ledger's last one (an int: good until 2088).
+pub fn next_revision(previous: Option<i32>, now: Millis) -> i32 {
+    let at = (now.div_euclid(1000) - REVISION_EPOCH_S).clamp(1, i64::from(i32::MAX)) as i32;
+    previous.map_or(at, |p| at.max(p.saturating_add(1)))
+}
+
+/// Something a file's summary must say although nothing was refused.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Warning {
+    /// The row's line, or none for the file as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    pub warning: String,
+}
 
 /// What one export file gives, before anything is sent.
 #[derive(Debug, Default)]
@@ -20,6 +49,7 @@ pub struct Plan {
     pub withdrawn: u64,
     pub unchanged: u64,
     pub rejected: Vec<RowError>,
+    pub warnings: Vec<Warning>,
 }
 
 /// Canonical bytes of what a revision says, leaving out what changes with
@@ -48,15 +78,23 @@ pub fn plan(
     // A record may appear twice in one file: identical is harmless, differing
     // means the export itself is inconsistent, so the later row is refused.
     let mut seen: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
+    let mut looked_at: BTreeSet<String> = BTreeSet::new();
     for row in rows {
         let reject = |reason: String| RowError { file: file.to_string(), line: row.line, reason };
-        let Some(secret) = settings.secret_for(&row.operation) else {
+        if looked_at.insert(row.operation.clone()) {
+            plan.warnings.extend(fresh_ledger(settings, ledger, &row.operation, now)?);
+        }
+        let Some((op, secret)) = settings.operation(&row.operation).and_then(|o| Some((o, o.secret.as_ref()?))) else {
             rejected.push(reject(format!(
                 "operation {:?} is not configured for this agent (add it with its secret to the agent config)",
                 row.operation
             )));
             continue;
         };
+        if let Err(reason) = admissible(&settings.force, op, row.occurred_at, now) {
+            rejected.push(reject(reason));
+            continue;
+        }
         let mut outcome = row.outcome.clone();
         if let Outcome::Charge { charges } = &mut outcome {
             // One order for one meaning: a reordered cell is not a revision.
@@ -74,7 +112,7 @@ pub fn plan(
         };
         let mut event = OutcomeEvent {
             event_id: row.record_id.clone(),
-            revision: 1,
+            revision: next_revision(None, now),
             force: settings.force.clone(),
             operation: row.operation.clone(),
             occurred_at: row.occurred_at,
@@ -93,6 +131,9 @@ pub fn plan(
             continue;
         }
         seen.insert(row.record_id.clone(), (row.line, body.clone()));
+        if let (Kind::LineClosure, Some(raw)) = (event.kind(), &row.joint_ref) {
+            plan.warnings.extend(suspicious_line(raw).map(|warning| Warning { line: Some(row.line), warning }));
+        }
 
         // `seen` guarantees one plan entry per record, so the ledger is current.
         let previous = ledger.get(&row.record_id)?;
@@ -101,7 +142,7 @@ pub fn plan(
             Some(prev) if prev.content == body => plan.unchanged += 1,
             Some(prev) if prev.identity == identity => {
                 event.event_id = prev.event_id.clone();
-                event.revision = prev.revision + 1;
+                event.revision = next_revision(Some(prev.revision), now);
                 push(&mut plan, registry, &row.record_id, prev.generation, &event, body);
             }
             Some(prev) => {
@@ -109,7 +150,7 @@ pub fn plan(
                 // old report withdrawn and the outcome reported afresh.
                 if !prev.withdrawn {
                     let mut old = registry.decode(&prev.value).map_err(|e| LedgerError::corrupt(&prev.record_id, e))?;
-                    old.revision += 1;
+                    old.revision = next_revision(Some(old.revision), now);
                     old.withdrawn = true;
                     old.reported_at = now;
                     let value = registry.encode(&old);
@@ -133,6 +174,61 @@ pub fn plan(
     }
     plan.rejected = rejected;
     Ok(plan)
+}
+
+/// What the hub would certainly refuse (contract §2 and R6), refused here
+/// with the row's line instead of dead-lettered there.
+fn admissible(force: &str, op: &AgentOperation, occurred_at: Millis, now: Millis) -> Result<(), String> {
+    if occurred_at > now.saturating_add(MAX_FUTURE_SKEW_MS) {
+        return Err(format!(
+            "occurred_at {} is more than 24 h after now ({})",
+            fmt_millis(occurred_at),
+            fmt_millis(now)
+        ));
+    }
+    let (starts, ends) = (op.starts.unwrap_or(Millis::MIN), op.ends.unwrap_or(Millis::MAX));
+    if !(starts..ends).contains(&occurred_at) {
+        let shown = |t: Option<Millis>| t.map_or("…".to_string(), fmt_millis);
+        return Err(format!(
+            "occurred_at {} is outside {}'s window [{}, {})",
+            fmt_millis(occurred_at),
+            op.id,
+            shown(op.starts),
+            shown(op.ends)
+        ));
+    }
+    if op.forces.as_ref().is_some_and(|f| !f.contains(force)) {
+        return Err(format!("force {force} is not taking part in {} (its forces in the agent config)", op.id));
+    }
+    Ok(())
+}
+
+/// A ledger that has published nothing for an operation that has started:
+/// a force joining late, or a ledger lost or replaced. The agent cannot tell
+/// which, and the second leaves reports on the hub that this ledger does not
+/// know of, so it is said aloud.
+fn fresh_ledger(
+    settings: &AgentSettings,
+    ledger: &Ledger,
+    operation: &str,
+    now: Millis,
+) -> Result<Option<Warning>, LedgerError> {
+    let Some(starts) = settings.operation(operation).and_then(|o| o.starts) else { return Ok(None) };
+    if starts > now || ledger.knows_operation(operation)? {
+        return Ok(None);
+    }
+    let state_dir = ledger.state_dir().display();
+    warn!(%operation, %state_dir, starts = %fmt_millis(starts), "A ledger new to an operation that has started.");
+    Ok(Some(Warning {
+        line: None,
+        warning: format!(
+            "operation {operation} started at {}, and the ledger in {state_dir} has published nothing for it: \
+             if this force published for it before (a lost or replaced ledger), these rows go out above the \
+             revisions it published, but reports it published that these exports no longer hold are not \
+             withdrawn: publish the operation's complete export",
+            fmt_millis(starts)
+        ),
+    }))
 }
 
 fn push(plan: &mut Plan, registry: &Registry, record_id: &str, generation: i64, event: &OutcomeEvent, body: Vec<u8>) {
@@ -164,8 +260,10 @@ mod tests {
             force: "MPS".into(),
             state_dir: dir.to_path_buf(),
             kafka: AgentKafka { bootstrap: String::new(), topic: String::new(), librdkafka: Default::default() },
-            operations: [("op".to_string(), AgentOperation { id: "OP".into(), secret: Some(Secret::new("s")) })].into(),
+            operations: [("op".to_string(), AgentOperation::new("OP", Secret::new("s")))].into(),
             spool_limit: crate::config::default_spool_limit(),
+            accept_secret_change: Default::default(),
+            watch: Default::default(),
         }
     }
 
@@ -179,6 +277,14 @@ mod tests {
             withdrawn,
             outcome: Outcome::Arrest { offence_group: group },
         }
+    }
+
+    /// 2023-10-12T00:00:00Z: a publication time within the rows' reach.
+    const T: Millis = 1_697_068_800_000;
+
+    /// The revision of a first publication `k` seconds after `T`.
+    fn rev(k: i64) -> i32 {
+        next_revision(None, T + k * 1000)
     }
 
     /// Plans `rows` and records the plan, as a publish run would.
@@ -196,14 +302,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         let mut ledger = Ledger::open(dir.path()).unwrap();
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], 1000);
-        assert_eq!((p.published, ev[0].revision, ev[0].reported_at), (1, 1, 1000));
-        let (p, _) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], 2000);
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], T + 1000);
+        assert_eq!((p.published, ev[0].revision, ev[0].reported_at), (1, rev(1), T + 1000));
+        let (p, _) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], T + 2000);
         assert_eq!((p.published, p.unchanged), (0, 1));
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, false)], 3000);
-        assert_eq!((p.published, ev[0].revision, ev[0].event_id.as_str()), (1, 2, "a"));
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, true)], 4000);
-        assert_eq!((p.published, p.withdrawn, ev[0].revision, ev[0].withdrawn), (1, 1, 3, true));
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, false)], T + 3000);
+        assert_eq!((p.published, ev[0].revision, ev[0].event_id.as_str()), (1, rev(3), "a"));
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Weapons, true)], T + 4000);
+        assert_eq!((p.published, p.withdrawn, ev[0].revision, ev[0].withdrawn), (1, 1, rev(4), true));
+    }
+
+    #[test]
+    fn revisions_follow_the_publication_second_and_stay_above_the_ledger() {
+        let at = |rfc: &str| chrono::DateTime::parse_from_rfc3339(rfc).unwrap().timestamp_millis();
+        assert_eq!(next_revision(None, at("2020-01-01T00:00:01.999Z")), 1);
+        assert_eq!(next_revision(None, at("2020-01-01T00:00:00Z")), 1, "never below 1");
+        assert_eq!(next_revision(None, at("2026-12-01T21:00:00Z")), 218_322_000);
+        assert_eq!(next_revision(Some(218_322_000), at("2026-12-01T21:00:00Z")), 218_322_001, "same second");
+        assert_eq!(next_revision(Some(7), at("2026-12-01T21:00:00Z")), 218_322_000);
+        assert_eq!(next_revision(Some(i32::MAX), at("2026-12-01T21:00:00Z")), i32::MAX);
+        assert_eq!(next_revision(None, at("2099-12-31T00:00:00Z")), i32::MAX, "clamped, not wrapped");
     }
 
     #[test]
@@ -211,15 +329,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(dir.path());
         let mut ledger = Ledger::open(dir.path()).unwrap();
-        run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], 1000);
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Other, false)], 2000);
+        run(&s, &mut ledger, vec![row(2, "a", None, ArrestOffence::Other, false)], T + 1000);
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Other, false)], T + 2000);
         assert_eq!((p.published, p.withdrawn), (2, 1));
-        assert_eq!((ev[0].event_id.as_str(), ev[0].revision, ev[0].withdrawn), ("a", 2, true));
-        assert_eq!((ev[1].event_id.as_str(), ev[1].revision, ev[1].withdrawn), ("a:2", 1, false));
+        assert_eq!((ev[0].event_id.as_str(), ev[0].revision, ev[0].withdrawn), ("a", rev(2), true));
+        assert_eq!((ev[1].event_id.as_str(), ev[1].revision, ev[1].withdrawn), ("a:2", rev(2), false));
         assert_eq!(p.messages[0].0, "OP/MPS/a", "the withdrawal goes under the old key");
         assert!(p.messages[1].0.starts_with("OP/arrest/"), "{}", p.messages[1].0);
-        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Weapons, false)], 3000);
-        assert_eq!((p.published, ev[0].event_id.as_str(), ev[0].revision), (1, "a:2", 2));
+        let (p, ev) = run(&s, &mut ledger, vec![row(2, "a", Some("JA 1"), ArrestOffence::Weapons, false)], T + 3000);
+        assert_eq!((p.published, ev[0].event_id.as_str(), ev[0].revision), (1, "a:2", rev(3)));
+    }
+
+    /// Regression: rows the hub certainly refuses (too far ahead, outside the
+    /// window, from a force not taking part) were published and dead-lettered
+    /// there, and the agent reported success.
+    #[test]
+    fn rows_the_hub_would_refuse_are_rejected_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        let at = |rfc: &str| chrono::DateTime::parse_from_rfc3339(rfc).unwrap().timestamp_millis();
+        let op = s.operations.get_mut("op").unwrap();
+        (op.starts, op.ends) = (Some(at("2023-10-09T00:00:00+01:00")), Some(at("2023-10-16T00:00:00+01:00")));
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let now = at("2023-10-16T12:00:00Z");
+        let mut rows: Vec<ExportRow> =
+            (2..=6).map(|l| row(l, &format!("r{l}"), None, ArrestOffence::Other, false)).collect();
+        rows[1].occurred_at = now + MAX_FUTURE_SKEW_MS + 1;
+        rows[2].occurred_at = at("2023-10-08T22:59:59.999Z");
+        rows[3].occurred_at = at("2023-10-15T23:00:00Z");
+        rows[4].occurred_at = at("2023-10-08T23:00:00Z");
+        let (p, _) = run(&s, &mut ledger, rows.clone(), now);
+        let got: Vec<(u64, &str)> = p.rejected.iter().map(|r| (r.line, r.reason.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (3, "occurred_at 2023-10-17T12:00:00.001Z is more than 24 h after now (2023-10-16T12:00:00.000Z)"),
+                (4, "occurred_at 2023-10-08T22:59:59.999Z is outside OP's window [2023-10-08T23:00:00.000Z, 2023-10-15T23:00:00.000Z)"),
+                (5, "occurred_at 2023-10-15T23:00:00.000Z is outside OP's window [2023-10-08T23:00:00.000Z, 2023-10-15T23:00:00.000Z)"),
+            ]
+        );
+        assert_eq!(p.published, 2, "line 2, and line 6 at the very start of the window");
+
+        s.operations.get_mut("op").unwrap().forces = Some(["KENT".to_string()].into());
+        let (p, _) = run(&s, &mut ledger, vec![rows[0].clone()], now);
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].reason, "force MPS is not taking part in OP (its forces in the agent config)");
     }
 
     #[test]
@@ -235,7 +389,7 @@ mod tests {
             row(4, "a", None, ArrestOffence::Weapons, false),
             other,
         ];
-        let (p, _) = run(&s, &mut ledger, rows, 1000);
+        let (p, _) = run(&s, &mut ledger, rows, T);
         assert_eq!((p.published, p.unchanged), (1, 1));
         let lines: Vec<u64> = p.rejected.iter().map(|r| r.line).collect();
         assert_eq!(lines, [4, 5]);

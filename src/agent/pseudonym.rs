@@ -28,6 +28,26 @@ pub fn normalise(kind: Kind, raw: &str) -> String {
     }
 }
 
+/// Why a line number's normal form will likely not meet the partner force's
+/// (a UK number is `0` and 9 or 10 more digits; spreadsheets drop the `0`),
+/// without echoing it; `None` when it looks like one. It is still published:
+/// the contract leaves the number as the force holds it.
+pub fn suspicious_line(raw: &str) -> Option<String> {
+    let n = normalise(Kind::LineClosure, raw);
+    let (digits, zero) = (n.len(), n.starts_with('0'));
+    (digits < 10 || !zero).then(|| {
+        let what = if zero {
+            format!("has only {digits} digits")
+        } else {
+            format!("has {digits} digits and no leading 0 (a spreadsheet may have dropped it)")
+        };
+        format!(
+            "joint_ref: the line_closure number {what}, so it will not meet a partner force's 0… number; \
+             published as it is: correct the export if the number is wrong"
+        )
+    })
+}
+
 /// The wire `joint_ref`: lowercase hex of HMAC-SHA256(secret, kind + ":" + normalised), first 32 characters.
 ///
 /// Errors never contain the raw value: it is the sensitive identifier this function exists to hide.
@@ -52,6 +72,17 @@ pub fn pseudonymise(secret: &[u8], kind: Kind, raw: &str) -> Result<String, Stri
     let mut hex = hex::encode(mac.finalize().into_bytes());
     hex.truncate(PSEUDONYM_LEN);
     Ok(hex)
+}
+
+/// What identifies a secret without revealing it: HMAC-SHA256(secret, a
+/// fixed label), 16 hex characters. Two agents with the same secret show the
+/// same fingerprint, so forces can compare theirs.
+pub fn fingerprint(secret: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(b"jointops-secret-fingerprint-v1");
+    let mut hex = hex::encode(mac.finalize().into_bytes());
+    hex.truncate(16);
+    hex
 }
 
 #[cfg(test)]
@@ -99,6 +130,22 @@ mod tests {
         // Digits are not special outside line closures.
         assert_eq!(normalise(Kind::Arrest, "+44 1"), "+441");
         assert_eq!(normalise(Kind::Arrest, "straße"), "STRASSE");
+    }
+
+    /// Regression: a line number whose leading 0 a spreadsheet had stripped
+    /// was published as if nothing were wrong, and never met the partner
+    /// force's report of the same line.
+    #[test]
+    fn line_numbers_that_will_not_meet_a_partners_are_called_suspicious() {
+        for raw in ["7700900123", "7700 900123", "770090012", "077009001", "12345", "33 1 23 45 67 89"] {
+            let why = suspicious_line(raw).unwrap_or_else(|| panic!("{raw} is not flagged"));
+            assert!(!why.contains(&raw.replace(' ', "")) && why.contains("will not meet"), "{raw}: {why}");
+        }
+        assert!(suspicious_line("7700900123").unwrap().contains("10 digits and no leading 0"));
+        assert!(suspicious_line("077009001").unwrap().contains("only 9 digits"));
+        for raw in ["07700 900123", "+44 7700 900123", "447700900123", "0207 946 0000", "01697 73000"] {
+            assert_eq!(suspicious_line(raw), None, "{raw}");
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@ use tracing::{info, warn};
 use super::deliver::{drain, producer, DeliveryError, Producer};
 use super::export::{read_export, ExportError, RowError};
 use super::ledger::{Ledger, LedgerError};
-use super::plan::{plan, Plan};
+use super::plan::{plan, Plan, Warning};
+use super::secrets::{check_secrets, SecretError};
 use crate::config::AgentSettings;
 
 /// The outcome of one file, as printed and written as a receipt.
@@ -22,6 +23,10 @@ pub struct FileSummary {
     pub withdrawn: u64,
     pub rejected: u64,
     pub rejections: Vec<Rejection>,
+    /// Said aloud, though nothing was refused (e.g. a ledger new to an
+    /// operation that has started).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -65,6 +70,8 @@ pub enum PublishError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     /// A file stopped the run, and the outbox could not be delivered either.
     #[error("{file}; and {delivery}")]
     Both { file: Box<PublishError>, delivery: DeliveryError },
@@ -79,6 +86,7 @@ impl FileSummary {
             withdrawn: p.withdrawn,
             rejected: p.rejected.len() as u64,
             rejections: p.rejected.iter().map(Rejection::from).collect(),
+            warnings: p.warnings.clone(),
         }
     }
 }
@@ -97,6 +105,7 @@ pub async fn publish_files(
     progress: bool,
 ) -> Result<Summary, PublishError> {
     let mut ledger = Ledger::open(&settings.state_dir)?;
+    check_secrets(settings, &mut ledger, chrono::Utc::now().timestamp_millis())?;
     let producer = producer(settings)?;
     let leftover = ledger.outbox_len()?;
     let (mut summary, mut sent) = (Summary::default(), 0);
@@ -157,6 +166,9 @@ async fn accept_file(
     }
     for r in &p.rejected {
         warn!(file = %r.file, line = r.line, reason = %r.reason, "Row rejected.");
+    }
+    for w in &p.warnings {
+        warn!(%file, line = w.line, warning = %w.warning, "Export warning.");
     }
     let s = FileSummary::of_plan(file, &p);
     info!(file = %s.file, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, "Export planned.");

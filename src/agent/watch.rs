@@ -10,6 +10,12 @@
 //! run (name, SHA-256, plan summary) is in the ledger: the next start sends
 //! its messages and writes the receipt the first attempt would have written,
 //! instead of planning it again (which would find every row unchanged).
+//!
+//! The inbox contract (a file is complete once renamed in) is checked, not
+//! trusted: a file is taken only once its size and modification time have
+//! held for `watch.settle_ms` and no process holds it open for writing, and
+//! one whose bytes differ from what was read when it is finished goes to
+//! `failed/` with a receipt naming what the read published.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -27,6 +33,7 @@ use super::inbox::{self, FailedReceipt, Receipt};
 use super::ledger::{Ledger, LedgerError, NewRun, Run, RunState};
 use super::plan::plan;
 use super::publish::FileSummary;
+use super::secrets::{check_secrets, SecretError};
 use crate::config::AgentSettings;
 
 /// How often the inbox is looked at.
@@ -42,6 +49,8 @@ pub enum WatchError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     #[error("agent ledger: the recorded summary of {file} (run {run}) cannot be read back: {source}")]
     Summary { file: String, run: i64, source: serde_json::Error },
 }
@@ -168,6 +177,10 @@ struct Daemon {
     ledger: Ledger,
     producer: Producer,
     accepted: Vec<Accepted>,
+    /// Inbox files not taken yet, and since when each has been still.
+    settling: inbox::Settling,
+    /// The file last found open for writing (said once, not every poll).
+    held_open: Option<PathBuf>,
     /// A file refused for lack of room and the messages it needs.
     waiting: Option<(PathBuf, u64)>,
     /// Messages in the outbox: counted once at the start, then kept up to
@@ -188,7 +201,8 @@ impl Daemon {
         for dir in [&done, &failed] {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        let ledger = Ledger::open(&settings.state_dir)?;
+        let mut ledger = Ledger::open(&settings.state_dir)?;
+        check_secrets(&settings, &mut ledger, now_ms())?;
         let producer = producer(&settings)?;
         let mut d = Daemon {
             settings,
@@ -198,6 +212,8 @@ impl Daemon {
             ledger,
             producer,
             accepted: Vec::new(),
+            settling: inbox::Settling::default(),
+            held_open: None,
             waiting: None,
             outbox: 0,
             after: 0,
@@ -223,22 +239,19 @@ impl Daemon {
                 continue;
             }
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let unchanged = std::fs::read(&path).is_ok_and(|b| inbox::sha256_hex(&b) == run.sha256);
-            if unchanged {
-                let summary = serde_json::from_str(&run.summary).map_err(|source| WatchError::Summary {
-                    file: run.source.clone(),
-                    run: run.id,
-                    source,
-                })?;
-                info!(file = %name, run = run.id, "Resuming a file accepted before the last stop.");
-                self.accepted.push(Accepted { run, name, path, summary });
-            } else if run.dest.as_ref().is_some_and(|d| Path::new(d).exists()) {
+            if run.dest.as_ref().is_some_and(|d| Path::new(d).exists()) {
                 // Stopped between moving the file and recording it.
                 self.ledger.close_run(run.id, RunState::Finished, now_ms())?;
-            } else {
-                warn!(file = %name, run = run.id, "An accepted file left the inbox or changed before its receipt; its rows are delivered all the same.");
-                self.ledger.close_run(run.id, RunState::Abandoned, now_ms())?;
+                continue;
             }
+            let summary = serde_json::from_str(&run.summary).map_err(|source| WatchError::Summary {
+                file: run.source.clone(),
+                run: run.id,
+                source,
+            })?;
+            info!(file = %name, run = run.id, "Resuming a file accepted before the last stop.");
+            // Whether it changed meanwhile is checked when it is finished.
+            self.accepted.push(Accepted { run, name, path, summary });
         }
         Ok(())
     }
@@ -247,9 +260,31 @@ impl Daemon {
     /// the outbox has no room for, so that files are never applied out of order.
     fn scan(&mut self) -> Result<(), WatchError> {
         let files = inbox::ready_files(&self.inbox).map_err(io_err(&self.inbox))?;
+        let settle = Duration::from_millis(self.settings.watch.settle_ms);
+        self.settling.retain(&files);
+        // Every file is watched settling at once, not one after the other.
+        let now = Instant::now().into_std();
+        let mut stamped = Vec::new();
         for (name, path) in files {
             if self.accepted.iter().any(|a| a.path == path) {
                 continue;
+            }
+            let Ok(stamp) = inbox::Stamp::of(&path) else { continue };
+            let settled = self.settling.settled(&path, stamp, now, settle);
+            stamped.push((name, path, settled));
+        }
+        for (name, path, settled) in stamped {
+            // Still being written: it and the files after it wait, so that
+            // files are never applied out of name order.
+            if !settled {
+                return Ok(());
+            }
+            if inbox::open_for_writing(&path) {
+                if self.held_open.as_ref() != Some(&path) {
+                    warn!(file = %name, "A file in the inbox is open for writing: it and the files after it wait. Export jobs should write elsewhere and rename the file in.");
+                    self.held_open = Some(path);
+                }
+                return Ok(());
             }
             if let Some((waiting, need)) = &self.waiting {
                 if *waiting == path && self.outbox.saturating_add(*need) > self.settings.spool_limit {
@@ -265,19 +300,26 @@ impl Daemon {
 
     /// Accepts one file or fails it; `false` when it must wait for room.
     fn take(&mut self, name: &str, path: &Path) -> Result<bool, WatchError> {
+        let before = inbox::Stamp::of(path).ok();
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-            Err(e) => return self.fail(name, path, &format!("cannot read: {e}")).map(|_| true),
+            Err(e) => return self.fail(name, path, &format!("cannot read: {e}"), None).map(|_| true),
         };
+        // Written to while being read: what was read may be cut short.
+        if before.is_none() || inbox::Stamp::of(path).ok() != before {
+            self.settling.forget(path);
+            return Ok(false);
+        }
+        self.settling.forget(path);
         let sha256 = inbox::sha256_hex(&bytes);
         let format = match Format::of_path(path) {
             Ok(f) => f,
-            Err(reason) => return self.fail(name, path, &reason).map(|_| true),
+            Err(reason) => return self.fail(name, path, &reason, None).map(|_| true),
         };
         let (rows, errors) = match read_export_from(bytes.as_slice(), format, name) {
             Ok(r) => r,
-            Err(e) => return self.fail(name, path, &e.to_string()).map(|_| true),
+            Err(e) => return self.fail(name, path, &e.to_string(), None).map(|_| true),
         };
         let now = now_ms();
         let p = plan(&self.settings, &self.ledger, name, rows, errors, now)?;
@@ -294,6 +336,9 @@ impl Daemon {
                     debug!(file = %name, line = r.line, reason = %r.reason, "Row rejected.");
                 }
                 info!(file = %name, published = summary.published, unchanged = summary.unchanged, withdrawn = summary.withdrawn, rejected = summary.rejected, "File accepted.");
+                if !summary.warnings.is_empty() {
+                    warn!(file = %name, warnings = summary.warnings.len(), "File accepted with warnings (listed in its receipt).");
+                }
                 self.waiting = None;
                 self.outbox += p.messages.len() as u64;
                 self.accepted.push(Accepted { run, name: name.to_string(), path: path.to_path_buf(), summary });
@@ -301,7 +346,7 @@ impl Daemon {
             }
             // Bigger than the whole outbox may ever be: waiting cannot help.
             Err(e @ LedgerError::SpoolFull { adding, .. }) if adding > limit => {
-                self.fail(name, path, &e.to_string()).map(|_| true)
+                self.fail(name, path, &e.to_string(), None).map(|_| true)
             }
             Err(e @ LedgerError::SpoolFull { adding, .. }) => {
                 if self.waiting.as_ref().is_none_or(|(w, _)| w != path) {
@@ -314,10 +359,11 @@ impl Daemon {
         }
     }
 
-    /// Moves an unreadable file to `failed/` with its error receipt.
-    fn fail(&mut self, name: &str, path: &Path, error: &str) -> Result<(), WatchError> {
+    /// Moves a file to `failed/` with its error receipt: one that cannot be
+    /// read at all, or (with what its read published) one that changed.
+    fn fail(&mut self, name: &str, path: &Path, error: &str, read: Option<&FileSummary>) -> Result<(), WatchError> {
         let dest = inbox::free_name(&self.failed, name);
-        let receipt = FailedReceipt { file: name, error, finished_at: inbox::now_rfc3339() };
+        let receipt = FailedReceipt { file: name, error, read, finished_at: inbox::now_rfc3339() };
         inbox::write_receipt(&self.failed, &dest, &receipt).map_err(io_err(&self.failed))?;
         inbox::move_into(path, &self.failed, &dest).map_err(io_err(path))?;
         warn!(file = %name, %error, "File failed.");
@@ -375,7 +421,9 @@ impl Daemon {
     fn finish_delivered(&mut self) -> Result<(), WatchError> {
         let mut i = 0;
         while i < self.accepted.len() {
-            if self.ledger.delivered(&self.accepted[i].run)? {
+            // A writer still at it would write into the moved file.
+            let a = &self.accepted[i];
+            if self.ledger.delivered(&a.run)? && !inbox::open_for_writing(&a.path) {
                 let a = self.accepted.remove(i);
                 self.finish(a)?;
             } else {
@@ -387,12 +435,15 @@ impl Daemon {
 
     fn finish(&mut self, a: Accepted) -> Result<(), WatchError> {
         let id = a.run.id;
-        // Replaced or removed while its messages were out: the receipt would
-        // describe a file that is not the one there now.
-        if !std::fs::read(&a.path).is_ok_and(|b| inbox::sha256_hex(&b) == a.run.sha256) {
-            warn!(file = %a.name, run = id, "An accepted file left the inbox or changed before its receipt; its rows are delivered all the same.");
+        // Removed while its messages were out: nothing is left to move.
+        let Ok(bytes) = std::fs::read(&a.path) else {
+            warn!(file = %a.name, run = id, "An accepted file left the inbox before its receipt; its rows are delivered all the same.");
             self.ledger.close_run(id, RunState::Abandoned, now_ms())?;
             return Ok(());
+        };
+        let current = inbox::sha256_hex(&bytes);
+        if current != a.run.sha256 {
+            return self.fail_changed(a, &current, bytes.len());
         }
         // The destination is recorded first, so that a stop between the move
         // and the close is recognised on the next start.
@@ -408,6 +459,23 @@ impl Daemon {
         let s = &a.summary;
         info!(file = %a.name, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, "File done.");
         self.status.send_modify(|s| s.done += 1);
+        Ok(())
+    }
+
+    /// A file whose bytes are not the ones read: what the read published is
+    /// delivered, and the rest must not pass for handled, so it goes to
+    /// `failed/` with a receipt that says both.
+    fn fail_changed(&mut self, a: Accepted, sha256: &str, len: usize) -> Result<(), WatchError> {
+        let error = format!(
+            "the file changed after it was read (SHA-256 {} when read, {sha256} now, {len} bytes): the rows read \
+             then were published as \"read\" says, and what changed since was not read. Hand the file in again \
+             whole (write it elsewhere, then rename it into the inbox): rows already published publish nothing",
+            a.run.sha256
+        );
+        let dest = inbox::free_name(&self.failed, &a.name);
+        self.ledger.set_dest(a.run.id, &self.failed.join(&dest).display().to_string())?;
+        self.fail(&a.name, &a.path, &error, Some(&a.summary))?;
+        self.ledger.close_run(a.run.id, RunState::Abandoned, now_ms())?;
         Ok(())
     }
 

@@ -134,6 +134,11 @@ pub enum AgentCommand {
         /// Print the summary as JSON (one object per file, with rejected rows).
         #[arg(long)]
         json: bool,
+        /// Publish with this operation's new secret although the ledger
+        /// published with another: every joint outcome is re-keyed (repeat
+        /// for several operations).
+        #[arg(long, value_name = "OPERATION")]
+        accept_secret_change: Vec<String>,
         /// Force exports: .jsonl/.ndjson/.json (JSON Lines) or .csv.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -153,6 +158,9 @@ pub enum AgentCommand {
         config: PathBuf,
         /// The inbox folder; done/ and failed/ are created inside it.
         inbox: PathBuf,
+        /// As for `publish`: accept this operation's new secret (once; remove it after).
+        #[arg(long, value_name = "OPERATION")]
+        accept_secret_change: Vec<String>,
     },
 }
 
@@ -241,8 +249,9 @@ pub enum SchemaCommand {
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Agent(AgentCommand::Publish { config, no_progress, json, files }) => {
-            let settings = AgentSettings::load(&config)?;
+        Command::Agent(AgentCommand::Publish { config, no_progress, json, files, accept_secret_change }) => {
+            let mut settings = AgentSettings::load(&config)?;
+            settings.accept_secret_change.extend(accept_secret_change);
             let summary = agent::publish_files(&settings, &files, !no_progress).await?;
             let code =
                 if summary.total().rejected > 0 { ExitCode::from(EXIT_ROWS_REJECTED) } else { ExitCode::SUCCESS };
@@ -254,6 +263,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 for r in &f.rejections {
                     eprintln!("{}:{}: rejected: {}", f.file, r.line, r.reason);
                 }
+                for w in &f.warnings {
+                    let at = w.line.map_or(String::new(), |l| format!(":{l}"));
+                    eprintln!("{}{at}: warning: {}", f.file, w.warning);
+                }
             }
             println!("{:<40} {:>10} {:>10} {:>10} {:>10}", "file", "published", "unchanged", "withdrawn", "rejected");
             for f in summary.files.iter().chain(std::iter::once(&summary.total())) {
@@ -261,6 +274,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{:<40} {:>10} {:>10} {:>10} {:>10}",
                     f.file, f.published, f.unchanged, f.withdrawn, f.rejected
                 );
+            }
+            let warned: usize = summary.files.iter().map(|f| f.warnings.len()).sum();
+            if warned > 0 {
+                println!("({warned} warnings, listed on stderr: published, but worth a look)");
             }
             if summary.redelivered > 0 {
                 println!("(also delivered {} messages left from an earlier run)", summary.redelivered);
@@ -273,8 +290,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("resent {n} messages");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agent(AgentCommand::Watch { config, inbox }) => {
-            let settings = AgentSettings::load(&config)?;
+        Command::Agent(AgentCommand::Watch { config, inbox, accept_secret_change }) => {
+            let mut settings = AgentSettings::load(&config)?;
+            settings.accept_secret_change.extend(accept_secret_change);
             agent::watch(&settings, &inbox, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -343,6 +361,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = SqliteStore::open_read(path)?;
             let operations = settings.operations().map_err(anyhow::Error::msg)?;
             if operations.get(&operation).is_none() {
+                // Zeros for a mistyped code would read as a real report.
+                if store.totals(&operation)?.is_none() {
+                    return Err(anyhow::Error::new(operations.unknown(&operation))
+                        .context(format!("nothing to report: not in {} nor in the store", config.display())));
+                }
                 eprintln!("warning: operation {operation:?} is not in {}", config.display());
             }
             let at = as_of

@@ -197,7 +197,11 @@ impl OutcomeEvent {
         if self.occurred_at > self.reported_at.saturating_add(MAX_FUTURE_SKEW_MS) {
             return Err(Invalid::new(
                 "occurred_at",
-                format!("{} is more than 24 h after reported_at {}", self.occurred_at, self.reported_at),
+                format!(
+                    "{} is more than 24 h after reported_at {}",
+                    super::fmt_millis(self.occurred_at),
+                    super::fmt_millis(self.reported_at)
+                ),
             ));
         }
         self.outcome.validate()
@@ -253,7 +257,7 @@ fn check_instant(field: &'static str, ms: Millis) -> Result<(), Invalid> {
     if (EARLIEST_MS..LATEST_MS).contains(&ms) {
         Ok(())
     } else {
-        Err(Invalid::new(field, format!("{ms} ms is outside the years 2000..2100")))
+        Err(Invalid::new(field, format!("{} is outside the years 2000..2100", super::fmt_millis(ms))))
     }
 }
 
@@ -281,4 +285,33 @@ pub fn check_ref(field: &'static str, value: &str) -> Result<(), Invalid> {
     let shown: String = value.chars().take(40).collect();
     let more = if value.chars().count() > 40 { "…" } else { "" };
     Err(Invalid::new(field, format!("{shown:?}{more} is not [A-Za-z0-9._:-]{{1,128}}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a refused event's times were printed as epoch milliseconds.
+    #[test]
+    fn refusals_print_times_as_rfc3339() {
+        let mut e = OutcomeEvent {
+            event_id: "E1".into(),
+            revision: 1,
+            force: "MPS".into(),
+            operation: "OP".into(),
+            occurred_at: 1_696_939_200_000 + MAX_FUTURE_SKEW_MS + 1,
+            reported_at: 1_696_939_200_000,
+            withdrawn: false,
+            joint_ref: None,
+            outcome: Outcome::Engagement { people: 1 },
+        };
+        let text = e.validate().unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "occurred_at: 2023-10-11T12:00:00.001Z is more than 24 h after reported_at 2023-10-10T12:00:00.000Z"
+        );
+        e.occurred_at = LATEST_MS;
+        let text = e.validate().unwrap_err().to_string();
+        assert_eq!(text, "occurred_at: 2100-01-01T00:00:00.000Z is outside the years 2000..2100");
+    }
 }

@@ -15,7 +15,7 @@ pub use event::{
     ArrestOffence, ChargeCount, ChargeOffence, ClosureType, Invalid, Kind, Millis, Outcome, OutcomeEvent, Referral,
     SeizureItem,
 };
-pub use operations::{Operation, Operations};
+pub use operations::{Operation, Operations, UnknownOperation};
 pub use reason::Reason;
 pub use totals::Totals;
 

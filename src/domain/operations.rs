@@ -21,6 +21,44 @@ pub struct Operation {
     pub utc_offset_ms: i64,
 }
 
+/// An operation code that is not configured.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("operation {id:?} is not known; known operations: {}{}", list(known), hint(suggestion))]
+pub struct UnknownOperation {
+    pub id: String,
+    pub known: Vec<String>,
+    /// A known code equal to `id` but for case, or a letter or two away.
+    pub suggestion: Option<String>,
+}
+
+fn list(known: &[String]) -> String {
+    if known.is_empty() {
+        "none".into()
+    } else {
+        known.join(", ")
+    }
+}
+
+fn hint(suggestion: &Option<String>) -> String {
+    suggestion.as_ref().map_or(String::new(), |s| format!(" (did you mean {s}?)"))
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(above + 1).min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// The hub's operations, checked against every valid event before counting.
 #[derive(Clone, Debug, Default)]
 pub struct Operations {
@@ -38,6 +76,17 @@ impl Operations {
 
     pub fn iter(&self) -> impl Iterator<Item = &Operation> {
         self.by_id.values()
+    }
+
+    /// The error for an operation code these operations do not hold: the
+    /// known codes, and the one it most likely meant.
+    pub fn unknown(&self, id: &str) -> UnknownOperation {
+        let mut known: Vec<String> = self.by_id.keys().cloned().collect();
+        known.sort();
+        let folded = id.to_lowercase();
+        let distance = |k: &String| edit_distance(&k.to_lowercase(), &folded);
+        let suggestion = known.iter().min_by_key(|k| distance(k)).filter(|k| distance(k) <= 2).cloned();
+        UnknownOperation { id: id.to_string(), known, suggestion }
     }
 
     /// An engine that counts per-day totals in each operation's offset.
@@ -78,5 +127,38 @@ impl Operations {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(ids: &[&str]) -> Operations {
+        Operations::new(ids.iter().map(|id| Operation {
+            id: id.to_string(),
+            name: String::new(),
+            starts: 0,
+            ends: 1,
+            forces: None,
+            utc_offset_ms: 0,
+        }))
+    }
+
+    #[test]
+    fn an_unknown_operation_names_the_known_ones_and_the_nearest() {
+        let o = ops(&["CLIW-2023-11", "CLIW-2023-10"]);
+        let e = o.unknown("cliw-2023-10");
+        assert_eq!(e.suggestion.as_deref(), Some("CLIW-2023-10"));
+        assert_eq!(
+            e.to_string(),
+            "operation \"cliw-2023-10\" is not known; known operations: CLIW-2023-10, CLIW-2023-11 \
+             (did you mean CLIW-2023-10?)"
+        );
+        assert_eq!(o.unknown("CLIW-2023-1").suggestion.as_deref(), Some("CLIW-2023-10"));
+        let e = o.unknown("NOPE-1");
+        assert_eq!((e.suggestion, e.known.len()), (None, 2));
+        assert!(ops(&[]).unknown("X").to_string().ends_with("known operations: none"));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -88,14 +88,11 @@ pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&st
         },
         operations: secrets
             .iter()
-            .map(|(id, s)| {
-                (
-                    id.to_lowercase().replace('-', "_"),
-                    AgentOperation { id: id.to_string(), secret: Some(Secret::new(*s)) },
-                )
-            })
+            .map(|(id, s)| (id.to_lowercase().replace('-', "_"), AgentOperation::new(*id, Secret::new(*s))))
             .collect(),
         spool_limit: jointops::config::default_spool_limit(),
+        accept_secret_change: Default::default(),
+        watch: jointops::config::WatchSettings { settle_ms: 200 },
     }
 }
 
