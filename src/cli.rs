@@ -221,32 +221,64 @@ pub enum SchemaCommand {
     },
 }
 
+/// Every file given and what became of it, then why the run stopped, if it did.
+fn print_publish(report: &agent::Report, json: bool) -> anyhow::Result<()> {
+    let summary = &report.summary;
+    if json {
+        let mut value = serde_json::to_value(summary)?;
+        if let Some(e) = &report.error {
+            value["error"] = format!("{e:#}").into();
+        }
+        println!("{value}");
+        return Ok(());
+    }
+    for f in &summary.files {
+        for r in &f.rejections {
+            eprintln!("{}:{}: rejected: {}", f.file, r.line, r.reason);
+        }
+        for n in &f.notes {
+            eprintln!("{}: note: {n}", f.file);
+        }
+        match &f.error {
+            Some(e) if e.starts_with(&f.file) => eprintln!("{e}"),
+            Some(e) => eprintln!("{}: {e}", f.file),
+            None => {}
+        }
+    }
+    let row = |file: &str, status: &str, f: &agent::FileSummary| {
+        println!(
+            "{file:<40} {status:<24} {:>10} {:>10} {:>10} {:>10}",
+            f.published, f.unchanged, f.withdrawn, f.rejected
+        )
+    };
+    println!(
+        "{:<40} {:<24} {:>10} {:>10} {:>10} {:>10}",
+        "file", "status", "published", "unchanged", "withdrawn", "rejected"
+    );
+    for f in &summary.files {
+        row(&f.file, f.status(), f);
+    }
+    row("total", "", &summary.total());
+    if summary.redelivered > 0 {
+        println!("(also delivered {} messages left from an earlier run)", summary.redelivered);
+    }
+    if let Some(e) = &report.error {
+        eprintln!("error: {e:#}");
+    }
+    Ok(())
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(AgentCommand::Publish { config, no_progress, json, files }) => {
             let settings = AgentSettings::load(&config)?;
-            let summary = agent::publish_files(&settings, &files, !no_progress).await?;
-            let code =
-                if summary.total().rejected > 0 { ExitCode::from(EXIT_ROWS_REJECTED) } else { ExitCode::SUCCESS };
-            if json {
-                println!("{}", serde_json::to_string(&summary)?);
-                return Ok(code);
-            }
-            for f in &summary.files {
-                for r in &f.rejections {
-                    eprintln!("{}:{}: rejected: {}", f.file, r.line, r.reason);
-                }
-            }
-            println!("{:<40} {:>10} {:>10} {:>10} {:>10}", "file", "published", "unchanged", "withdrawn", "rejected");
-            for f in summary.files.iter().chain(std::iter::once(&summary.total())) {
-                println!(
-                    "{:<40} {:>10} {:>10} {:>10} {:>10}",
-                    f.file, f.published, f.unchanged, f.withdrawn, f.rejected
-                );
-            }
-            if summary.redelivered > 0 {
-                println!("(also delivered {} messages left from an earlier run)", summary.redelivered);
-            }
+            let report = agent::publish_report(&settings, &files, !no_progress).await?;
+            print_publish(&report, json)?;
+            let code = match &report.error {
+                Some(_) => ExitCode::FAILURE,
+                None if report.summary.total().rejected > 0 => ExitCode::from(EXIT_ROWS_REJECTED),
+                None => ExitCode::SUCCESS,
+            };
             Ok(code)
         }
         Command::Agent(AgentCommand::Resend { config }) => {

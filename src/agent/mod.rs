@@ -13,5 +13,5 @@ pub mod units;
 mod watch;
 
 pub use deliver::DeliveryError;
-pub use publish::{publish_files, resend, FileSummary, PublishError, Rejection, Summary};
+pub use publish::{publish_files, publish_report, resend, FileSummary, PublishError, Rejection, Report, Summary};
 pub use watch::{watch, WatchError, WatchStats, WatchStatus, Watcher};

@@ -163,9 +163,15 @@ mod tests {
         AgentSettings {
             force: "MPS".into(),
             state_dir: dir.to_path_buf(),
-            kafka: AgentKafka { bootstrap: String::new(), topic: String::new(), librdkafka: Default::default() },
+            kafka: AgentKafka {
+                bootstrap: String::new(),
+                topic: String::new(),
+                give_up_after_s: 1,
+                librdkafka: Default::default(),
+            },
             operations: [("op".to_string(), AgentOperation { id: "OP".into(), secret: Some(Secret::new("s")) })].into(),
             spool_limit: crate::config::default_spool_limit(),
+            exports: Default::default(),
         }
     }
 

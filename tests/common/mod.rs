@@ -84,6 +84,7 @@ pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&st
         kafka: AgentKafka {
             bootstrap: hub.kafka.bootstrap.clone(),
             topic: hub.kafka.topic.clone(),
+            give_up_after_s: jointops::config::default_give_up_after_s(),
             librdkafka: BTreeMap::new(),
         },
         operations: secrets
@@ -96,6 +97,7 @@ pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&st
             })
             .collect(),
         spool_limit: jointops::config::default_spool_limit(),
+        exports: Default::default(),
     }
 }
 
