@@ -318,6 +318,42 @@ pub struct AgentSettings {
     /// from the command line, so that no file keeps accepting changes.
     #[serde(skip)]
     pub accept_secret_change: BTreeSet<String>,
+    #[serde(default)]
+    pub exports: ExportSettings,
+}
+
+/// How the agent reads exports that spreadsheets and ETL jobs write.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSettings {
+    /// Refuse a file with an unknown column (or a row with an unknown JSON
+    /// member) instead of ignoring it with a warning.
+    #[serde(default)]
+    pub strict_columns: bool,
+    #[serde(default)]
+    pub csv_delimiter: CsvDelimiter,
+}
+
+/// `"auto"` (from the header line), `","`, `";"` or `"tab"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum CsvDelimiter {
+    #[default]
+    Auto,
+    Byte(u8),
+}
+
+impl TryFrom<String> for CsvDelimiter {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "auto" => Ok(CsvDelimiter::Auto),
+            "," => Ok(CsvDelimiter::Byte(b',')),
+            ";" => Ok(CsvDelimiter::Byte(b';')),
+            "tab" | "\t" => Ok(CsvDelimiter::Byte(b'\t')),
+            other => Err(format!("csv_delimiter {other:?} is not one of \"auto\", \",\", \";\", \"tab\"")),
+        }
+    }
 }
 
 pub fn default_spool_limit() -> u64 {
@@ -347,6 +383,10 @@ impl Default for WatchSettings {
     }
 }
 
+pub fn default_give_up_after_s() -> u64 {
+    60
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentKafka {
@@ -354,6 +394,10 @@ pub struct AgentKafka {
     pub bootstrap: String,
     #[serde(default = "default_topic")]
     pub topic: String,
+    /// How long `publish` and `resend` wait for an unreachable broker before
+    /// they stop, keeping the outbox for the next run.
+    #[serde(default = "default_give_up_after_s")]
+    pub give_up_after_s: u64,
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -412,6 +456,7 @@ impl fmt::Debug for AgentKafka {
         f.debug_struct("AgentKafka")
             .field("bootstrap", &self.bootstrap)
             .field("topic", &self.topic)
+            .field("give_up_after_s", &self.give_up_after_s)
             .field("librdkafka", &RedactedMap(&self.librdkafka))
             .finish()
     }
@@ -555,6 +600,31 @@ impl HubSettings {
     }
 }
 
+/// A bootstrap list as librdkafka takes it: `host:port` entries separated
+/// by commas (an optional `PLAINTEXT://`-style scheme before each). Checked
+/// at start, since librdkafka takes a bad address without a word and then
+/// retries it for as long as a delivery may take.
+pub fn check_bootstrap(list: &str) -> Result<(), String> {
+    if list.trim().is_empty() {
+        return Err("is empty (expected host:port, e.g. 127.0.0.1:9092)".into());
+    }
+    for entry in list.split(',').map(str::trim) {
+        let bare = entry.split_once("://").map_or(entry, |(_, rest)| rest);
+        let Some((host, port)) = bare.rsplit_once(':') else {
+            return Err(format!("{entry:?} has no port (expected host:port, e.g. 127.0.0.1:9092)"));
+        };
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(format!("{entry:?} has no valid host (expected host:port, e.g. 127.0.0.1:9092)"));
+        }
+        match port.parse::<u32>() {
+            Ok(p) if (1..=65535).contains(&p) => {}
+            _ => return Err(format!("{entry:?}: port {port:?} is not a number in 1..=65535")),
+        }
+    }
+    Ok(())
+}
+
 impl AgentSettings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut s: AgentSettings = load(path)?;
@@ -567,6 +637,10 @@ impl AgentSettings {
         check_force(&self.force).map_err(|e| e.to_string())?;
         if self.spool_limit == 0 {
             return Err("spool_limit must be at least 1".into());
+        }
+        check_bootstrap(&self.kafka.bootstrap).map_err(|e| format!("kafka.bootstrap: {e}"))?;
+        if self.kafka.give_up_after_s == 0 {
+            return Err("kafka.give_up_after_s must be at least 1".into());
         }
         let mut ids = BTreeSet::new();
         for (alias, op) in &self.operations {
@@ -738,5 +812,37 @@ tls_key = \"k.pem\"
         assert_eq!(s.secret_for("OP-A").unwrap().expose(), "hunter2");
         assert_eq!(s.spool_limit, 1_000_000);
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn agent_bootstrap_and_export_settings_are_checked_at_start() {
+        for good in ["127.0.0.1:9092", "kafka-1:9092, kafka-2:9093", "[::1]:9092", "SSL://broker.example:9093"] {
+            assert_eq!(check_bootstrap(good), Ok(()), "{good}");
+        }
+        for (bad, says) in [
+            ("", "is empty"),
+            ("127.0.0.1", "has no port"),
+            ("127.0.0.1:0", "port \"0\" is not a number in 1..=65535"),
+            ("localhost:99999", "port \"99999\""),
+            ("localhost:http", "port \"http\""),
+            (":9092", "has no valid host"),
+            ("a:1,,b:2", "has no port"),
+        ] {
+            let e = check_bootstrap(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let base = "force = \"MPS\"\nstate_dir = \"s\"\n";
+        let p = write(dir.path(), &format!("{base}[kafka]\nbootstrap = \"127.0.0.1:909200\"\n"));
+        let e = AgentSettings::load(&p).unwrap_err().to_string();
+        assert!(e.contains("kafka.bootstrap: \"127.0.0.1:909200\": port"), "{e}");
+        let p =
+            write(dir.path(), &format!("{base}[kafka]\n[exports]\nstrict_columns = true\ncsv_delimiter = \"tab\"\n"));
+        let s = AgentSettings::load(&p).unwrap();
+        assert!(s.exports.strict_columns && s.exports.csv_delimiter == CsvDelimiter::Byte(b'\t'));
+        assert_eq!(s.kafka.give_up_after_s, 60);
+        let p = write(dir.path(), &format!("{base}[kafka]\n[exports]\ncsv_delimiter = \"|\"\n"));
+        let e = AgentSettings::load(&p).unwrap_err().to_string();
+        assert!(e.contains("is not one of"), "{e}");
     }
 }

@@ -11,7 +11,20 @@ pub enum LogFormat {
     Json,
 }
 
+static JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// A line for the person at the terminal, on stderr: as it is, or, with
+/// JSON logs, as a JSON log line (so that every line on stderr is JSON).
+pub fn say(text: &str) {
+    if JSON.get().copied().unwrap_or(false) {
+        tracing::warn!("{text}");
+    } else {
+        eprintln!("{text}");
+    }
+}
+
 pub fn init(format: LogFormat) {
+    let _ = JSON.set(format == LogFormat::Json);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -64,19 +64,19 @@ async fn publish_refuses_a_file_the_outbox_has_no_room_for() {
     // The broker unreachable: a file of three is accepted and stays in the outbox.
     let mut down = settings.clone();
     down.kafka.bootstrap = "127.0.0.1:1".into();
-    down.kafka.librdkafka.insert("message.timeout.ms".into(), "1000".into());
+    down.kafka.give_up_after_s = 1;
     let first = write(dir.path(), "first.csv", &three("F"));
     let e = publish_files(&down, &[first], false).await.unwrap_err();
-    let PublishError::Delivery(DeliveryError::Undelivered { left: 3, .. }) = &e else { panic!("{e:?}") };
+    let PublishError::Delivery(DeliveryError::Unreachable { left: 3, .. }) = &e else { panic!("{e:?}") };
     let text = e.to_string();
-    assert!(text.contains("3 messages stay in the outbox in") && text.contains(&state_dir), "{text}");
+    assert!(text.contains("keeps its 3 messages") && text.contains(&state_dir), "{text}");
     let before = snapshot(&settings, &["F1", "S1", "S3"]);
     assert_eq!((before.0.len(), before.1.clone()), (3, vec![true, false, false]));
 
     // Three more do not fit beside them while the broker is still away.
     let second = write(dir.path(), "second.csv", &three("S"));
     let e = publish_files(&down, std::slice::from_ref(&second), false).await.unwrap_err();
-    let PublishError::Both { file, delivery: DeliveryError::Undelivered { .. } } = &e else { panic!("{e:?}") };
+    let PublishError::Both { file, delivery: DeliveryError::Unreachable { .. } } = &e else { panic!("{e:?}") };
     let PublishError::Ledger(LedgerError::SpoolFull { limit: 5, current: 3, adding: 3, .. }) = file.as_ref() else {
         panic!("{e:?}")
     };

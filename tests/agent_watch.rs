@@ -108,7 +108,8 @@ async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
     assert!(reasons[0].contains("burglary") && reasons[1].contains("record_id"), "{reasons:?}");
     assert!(reasons[2].contains("OP-ELSEWHERE") && reasons[2].contains("not configured"), "{reasons:?}");
     for (name, says) in [
-        ("c-unreadable.csv", "unknown column \"colour\""),
+        // Unknown columns are ignored (with a note); a missing required one spoils the file.
+        ("c-unreadable.csv", "the required column operation is missing"),
         ("c2-headerless.csv", "line 1 is not a header row"),
         ("d-notes.txt", "is not a .jsonl"),
     ] {

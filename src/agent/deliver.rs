@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use tracing::{debug, warn};
 
 use super::ledger::{Ledger, LedgerError, Outgoing};
@@ -25,9 +25,16 @@ pub(crate) const BATCH: usize = 5_000;
 pub enum DeliveryError {
     #[error(
         "{failed} of {attempted} messages were not acknowledged by Kafka at {bootstrap} ({reason}); \
-         {left} messages stay in the outbox in {state_dir} and go out on the next run"
+         {left} messages stay in the outbox in {state_dir} and go out on the next run (`agent publish` or \
+         `agent resend`)"
     )]
     Undelivered { failed: u64, attempted: u64, bootstrap: String, reason: String, left: u64, state_dir: String },
+    #[error(
+        "no Kafka broker answered at {bootstrap} within {waited_s} s ({reason}); the outbox in {state_dir} keeps \
+         its {left} messages: `jointops agent resend` (or the next `agent publish`) delivers them once the broker \
+         is reachable"
+    )]
+    Unreachable { bootstrap: String, waited_s: u64, reason: String, left: u64, state_dir: String },
     #[error("cannot create the Kafka producer for {bootstrap}: {source}")]
     Producer { bootstrap: String, source: KafkaError },
     #[error(transparent)]
@@ -40,6 +47,57 @@ pub(crate) fn producer(settings: &AgentSettings) -> Result<Producer, DeliveryErr
     kafka::client_config(&settings.kafka.bootstrap, kafka::PRODUCER_DEFAULTS, &settings.kafka.librdkafka)
         .create_with_context(QuietContext::default())
         .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })
+}
+
+/// The producer of the one-shot commands (`publish`, `resend`): a message
+/// Kafka has not acknowledged within `give_up_after_s` fails, so that a run
+/// ends with the outbox kept instead of waiting out librdkafka's five
+/// minutes. A raw `message.timeout.ms` in `kafka.librdkafka` still wins.
+pub(crate) fn publish_producer(settings: &AgentSettings) -> Result<Producer, DeliveryError> {
+    let timeout = settings.kafka.give_up_after_s.saturating_mul(1000).min(i32::MAX as u64).to_string();
+    let mut defaults: Vec<(&str, &str)> =
+        kafka::PRODUCER_DEFAULTS.iter().filter(|(k, _)| *k != "message.timeout.ms").copied().collect();
+    defaults.push(("message.timeout.ms", &timeout));
+    kafka::client_config(&settings.kafka.bootstrap, &defaults, &settings.kafka.librdkafka)
+        .create_with_context(QuietContext::default())
+        .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })
+}
+
+/// How long one metadata request may take, and how often the agent says
+/// what it is waiting for.
+const ASK_EVERY: Duration = Duration::from_secs(2);
+const NOTE_EVERY: Duration = Duration::from_secs(5);
+
+/// Asks the broker for the topic's metadata until it answers, saying each
+/// time what it waits for, and gives up after `give_up_after_s`. librdkafka
+/// alone would queue the messages and retry in silence for as long as a
+/// delivery may take.
+async fn wait_for_broker(settings: &AgentSettings, producer: &Producer, ledger: &Ledger) -> Result<(), DeliveryError> {
+    let (started, give_up) = (Instant::now(), Duration::from_secs(settings.kafka.give_up_after_s));
+    let bootstrap = &settings.kafka.bootstrap;
+    loop {
+        let (p, topic) = (producer.clone(), settings.kafka.topic.clone());
+        let ask = ASK_EVERY.min(give_up.saturating_sub(started.elapsed())).max(Duration::from_millis(100));
+        let asked = tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&topic), ask).map(|_| ()));
+        let reason = match asked.await.expect("the metadata request does not panic") {
+            Ok(()) => return Ok(()),
+            Err(e) => e.to_string(),
+        };
+        let (waited, left) = (started.elapsed(), ledger.outbox_len()?);
+        if waited >= give_up {
+            return Err(DeliveryError::Unreachable {
+                bootstrap: bootstrap.clone(),
+                waited_s: waited.as_secs(),
+                reason,
+                left,
+                state_dir: ledger.state_dir().display().to_string(),
+            });
+        }
+        let in_s = (give_up - waited).as_secs_f64().ceil();
+        warn!(%bootstrap, outbox = left, %reason, "Waiting for the broker at {bootstrap}: {left} messages in the outbox (giving up in {in_s} s).");
+        // A pause between requests, not a stand-in for the broker's answer.
+        tokio::time::sleep(ASK_EVERY.min(give_up - waited)).await;
+    }
 }
 
 /// librdkafka reports every failed reconnect, twice: while `watch` waits out
@@ -144,7 +202,11 @@ pub(crate) async fn drain(
     ledger: &mut Ledger,
     progress: bool,
 ) -> Result<u64, DeliveryError> {
-    let bar = progress_bar(ledger.outbox_len()?, progress);
+    let outbox = ledger.outbox_len()?;
+    if outbox > 0 {
+        wait_for_broker(settings, producer, ledger).await?;
+    }
+    let bar = progress_bar(outbox, progress);
     let (mut after, mut acked) = (0, 0u64);
     loop {
         let batch = ledger.pending_after(after, BATCH)?;
@@ -152,7 +214,18 @@ pub(crate) async fn drain(
             break;
         }
         let attempted = batch.len() as u64;
-        let r = send_batch(producer.clone(), settings.kafka.topic.clone(), batch, bar.clone()).await;
+        let send = send_batch(producer.clone(), settings.kafka.topic.clone(), batch, bar.clone());
+        tokio::pin!(send);
+        let mut note = tokio::time::interval_at(tokio::time::Instant::now() + NOTE_EVERY, NOTE_EVERY);
+        let r = loop {
+            tokio::select! {
+                r = &mut send => break r,
+                _ = note.tick() => {
+                    let (bootstrap, left) = (&settings.kafka.bootstrap, outbox - acked);
+                    warn!(%bootstrap, outbox = left, "Waiting for the broker at {bootstrap}: {left} messages in the outbox.");
+                }
+            }
+        };
         ledger.acknowledge(&r.acked)?;
         acked += r.acked.len() as u64;
         if r.failed > 0 {

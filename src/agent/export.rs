@@ -1,21 +1,28 @@
-//! Reads a force's export (contract §6), JSON Lines or CSV, into checked rows, keeping every rejected row's reason.
+//! Reads a force's export (contract §6), JSON Lines, a JSON array or CSV, into checked rows, keeping every
+//! rejected row's reason.
 //!
-//! Both formats become the same list of named text values, so one set of field rules serves both. The raw
-//! `joint_ref` is the force's sensitive identifier: no message here ever contains its value.
+//! Exports come from spreadsheets and ETL jobs, so names are matched as people write them (any case, spaces
+//! around or inside), CSV may use `;` or tabs, and unknown columns are ignored with one warning naming them
+//! (`strict_columns` refuses them). Every format becomes the same list of named text values, so one set of field
+//! rules serves all. The raw `joint_ref` is the force's sensitive identifier: no message here ever contains its
+//! value, nor any cell that does not look like a column name.
 
-use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::borrow::Cow;
+use std::io::Read;
 use std::path::Path;
-
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::Value;
 
 use crate::agent::pseudonym;
 use crate::agent::units::{self, quoted};
+pub use crate::config::{CsvDelimiter, ExportSettings};
 use crate::domain::event::{check_operation, check_ref, EARLIEST_MS, LATEST_MS};
 use crate::domain::{
     ArrestOffence, ChargeCount, ChargeOffence, ClosureType, Kind, Millis, Outcome, Referral, SeizureItem,
 };
+
+#[path = "export_csv.rs"]
+mod csv_file;
+#[path = "export_json.rs"]
+mod json_file;
 
 /// One accepted row of a force export, before pseudonymisation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,54 +59,92 @@ pub enum ExportError {
     Header { file: String, reason: String },
 }
 
+/// What a readable export gave.
+#[derive(Debug, Default)]
+pub struct Export {
+    pub rows: Vec<ExportRow>,
+    pub errors: Vec<RowError>,
+    /// What the file's sender should know although no row was refused: unknown columns ignored, no rows at all.
+    pub notes: Vec<String>,
+}
+
+/// The note of a file without a single row (empty, blank lines only, a CSV header alone, `[]`).
+pub const NO_ROWS: &str = "no rows";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    JsonLines,
+    /// JSON Lines, or one JSON array of objects (told apart by the first character).
+    Json,
     Csv,
 }
 
 impl Format {
-    /// By extension (case-insensitive): `.jsonl`, `.ndjson`, `.json` are JSON Lines, `.csv` is CSV.
+    /// By extension (case-insensitive): `.jsonl`, `.ndjson`, `.json` are JSON, `.csv` and `.tsv` are CSV.
     pub fn of_path(path: &Path) -> Result<Format, String> {
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         match ext.as_deref() {
-            Some("jsonl" | "ndjson" | "json") => Ok(Format::JsonLines),
-            Some("csv") => Ok(Format::Csv),
-            _ => Err(format!("{} is not a .jsonl, .ndjson, .json or .csv export", path.display())),
+            Some("jsonl" | "ndjson" | "json") => Ok(Format::Json),
+            Some("csv" | "tsv") => Ok(Format::Csv),
+            _ => Err(format!("{} is not a .jsonl, .ndjson, .json, .csv or .tsv export", path.display())),
         }
     }
 }
 
 /// Reads a whole export; returns every accepted row and every rejected row (never stops at the first bad row).
 /// An I/O error or an unreadable CSV header is an Err for the whole file.
-pub fn read_export(path: &Path) -> Result<(Vec<ExportRow>, Vec<RowError>), ExportError> {
+pub fn read_export(path: &Path, settings: &ExportSettings) -> Result<Export, ExportError> {
     let file = path.display().to_string();
     let format = Format::of_path(path).map_err(|reason| ExportError::Format { file: file.clone(), reason })?;
     let reader = std::fs::File::open(path).map_err(|source| ExportError::Io { file: file.clone(), source })?;
-    read_export_from(reader, format, &file)
+    read_export_with(reader, format, &file, settings)
 }
 
-/// As [`read_export`], from any reader; `file_label` names the source in errors.
+/// As [`read_export_with`] with the default settings, rows and rejections only.
 pub fn read_export_from(
     reader: impl Read,
     format: Format,
     file_label: &str,
 ) -> Result<(Vec<ExportRow>, Vec<RowError>), ExportError> {
-    let mut sink = Sink { file: file_label, rows: Vec::new(), errors: Vec::new() };
+    read_export_with(reader, format, file_label, &ExportSettings::default()).map(|e| (e.rows, e.errors))
+}
+
+/// As [`read_export`], from any reader; `file_label` names the source in errors.
+pub fn read_export_with(
+    mut reader: impl Read,
+    format: Format,
+    file_label: &str,
+    settings: &ExportSettings,
+) -> Result<Export, ExportError> {
+    let mut sink = Sink::new(file_label, settings.strict_columns);
+    // Held whole: a JSON array is told from JSON Lines by its first character, and the csv crate needs the bytes
+    // to find the line a record starts on.
+    let mut data = Vec::new();
+    reader.read_to_end(&mut data).map_err(|e| sink.io(e))?;
+    let data = data.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&data);
     match format {
-        Format::JsonLines => read_jsonl(reader, &mut sink)?,
-        Format::Csv => read_csv(reader, &mut sink)?,
+        Format::Json => json_file::read_json(data, &mut sink)?,
+        Format::Csv => csv_file::read_csv(data, settings.csv_delimiter, &mut sink)?,
     }
-    Ok((sink.rows, sink.errors))
+    Ok(sink.finish())
 }
 
 struct Sink<'a> {
     file: &'a str,
+    strict: bool,
     rows: Vec<ExportRow>,
     errors: Vec<RowError>,
+    /// Unknown names that look like names, in first-seen order: these may be shown.
+    unknown: Vec<String>,
+    /// How many unknown names were not shown because they do not look like names (perhaps data).
+    unshown: u64,
+    /// "columns" or "fields", for the note.
+    names_are: &'static str,
 }
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    fn new(file: &'a str, strict: bool) -> Self {
+        Sink { file, strict, rows: Vec::new(), errors: Vec::new(), unknown: Vec::new(), unshown: 0, names_are: "" }
+    }
     fn push(&mut self, line: u64, row: Result<Fields, String>) {
         match row.and_then(|fields| parse_row(line, &fields)) {
             Ok(row) => self.rows.push(row),
@@ -109,6 +154,42 @@ impl Sink<'_> {
     fn io(&self, source: std::io::Error) -> ExportError {
         ExportError::Io { file: self.file.to_string(), source }
     }
+    /// Remembers an ignored name for the file's one warning.
+    fn ignore(&mut self, name: &str) {
+        let name = name.trim();
+        if !looks_like_a_name(name) {
+            self.unshown += 1;
+        } else if !self.unknown.iter().any(|n| n == name) {
+            self.unknown.push(name.to_string());
+        }
+    }
+    fn finish(self) -> Export {
+        let mut notes = Vec::new();
+        if !self.unknown.is_empty() || self.unshown > 0 {
+            let mut named: Vec<String> = self.unknown.iter().map(|n| quoted(n)).collect();
+            if self.unshown > 0 {
+                named.push(format!("{} whose names are not shown as they look like data", self.unshown));
+            }
+            let note = format!(
+                "unknown {} ignored: {} (the fields are {}; set [exports] strict_columns = true to refuse such files)",
+                self.names_are,
+                named.join(", "),
+                FIELDS.join(", ")
+            );
+            tracing::warn!(file = %self.file, unknown = %named.join(", "), "Unknown {} ignored.", self.names_are);
+            notes.push(note);
+        }
+        if self.rows.is_empty() && self.errors.is_empty() {
+            notes.push(NO_ROWS.to_string());
+        }
+        Export { rows: self.rows, errors: self.errors, notes }
+    }
+}
+
+/// Whether an unknown name may be shown: a spreadsheet heading, not a value (a phone number, a reference).
+fn looks_like_a_name(name: &str) -> bool {
+    let plain = name.bytes().all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b' ' | b'-'));
+    name.len() <= 40 && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()) && plain
 }
 
 /// The fields of contract §6 (the force's field names, not the wire's).
@@ -131,10 +212,32 @@ fn owner(field: &str) -> Option<Kind> {
 }
 const REQUIRED: [&str; 4] = ["record_id", "kind", "operation", "occurred_at"];
 
-/// A known field name, or why the name is refused: a misspelt field would otherwise lose its value silently.
-fn known_field(name: &str) -> Result<&'static str, String> {
-    let known = FIELDS.iter().find(|known| **known == name).copied();
-    known.ok_or_else(|| format!("unknown field {} (the fields are {})", quoted(name), FIELDS.join(", ")))
+/// The field a column or member name stands for, matched as people write names: any case, spaces around, and
+/// spaces or hyphens inside for `_` (`" Record ID "` is `record_id`).
+fn field_of(name: &str) -> Option<&'static str> {
+    if let Some(exact) = FIELDS.iter().find(|f| **f == name) {
+        return Some(exact);
+    }
+    let words: Vec<&str> = name.split(|c: char| c.is_whitespace() || c == '-').filter(|w| !w.is_empty()).collect();
+    let normal = words.join("_").to_ascii_lowercase();
+    FIELDS.iter().find(|f| **f == normal).copied()
+}
+
+/// Why an unknown name is refused under `strict_columns`, showing it only if it looks like a name.
+fn unknown_name(what: &str, name: &str) -> String {
+    let name = name.trim();
+    let shown = if looks_like_a_name(name) { format!(" {}", quoted(name)) } else { String::new() };
+    format!("unknown {what}{shown} (the fields are {}; strict_columns is set)", FIELDS.join(", "))
+}
+
+/// `text` in the case the symbols are written in; borrowed when it already is.
+fn in_case(text: &str, upper: bool) -> Cow<'_, str> {
+    let wrong = |b: &u8| if upper { b.is_ascii_lowercase() } else { b.is_ascii_uppercase() };
+    match (text.as_bytes().iter().any(wrong), upper) {
+        (false, _) => Cow::Borrowed(text),
+        (true, true) => Cow::Owned(text.to_ascii_uppercase()),
+        (true, false) => Cow::Owned(text.to_ascii_lowercase()),
+    }
 }
 
 /// A row's present values, trimmed; empty values count as absent (an empty CSV cell, `""` or `null`).
@@ -166,8 +269,10 @@ impl Fields {
         }
     }
     fn symbol<T>(&self, name: &str, parse: fn(&str) -> Option<T>, symbols: &[&str]) -> Result<Option<T>, String> {
-        let check =
-            |v: &str| parse(v).ok_or_else(|| format!("{name}: {} is not one of {}", quoted(v), symbols.join(", ")));
+        let check = |v: &str| {
+            parse(&in_case(v, true))
+                .ok_or_else(|| format!("{name}: {} is not one of {}", quoted(v), symbols.join(", ")))
+        };
         self.get(name).map(check).transpose()
     }
 }
@@ -176,7 +281,7 @@ fn parse_row(line: u64, f: &Fields) -> Result<ExportRow, String> {
     let record_id = f.required("record_id", None)?;
     check_ref("record_id", record_id).map_err(|e| e.to_string())?;
     let kind_text = f.required("kind", None)?;
-    let kind = Kind::parse(kind_text).ok_or_else(|| {
+    let kind = Kind::parse(&in_case(kind_text, false)).ok_or_else(|| {
         format!("kind: {} is not one of {}", quoted(kind_text), Kind::ALL.map(Kind::as_str).join(", "))
     })?;
     let operation = f.required("operation", None)?;
@@ -257,7 +362,7 @@ fn parse_charges(text: &str) -> Result<Vec<ChargeCount>, String> {
             format!("charges: {} is not OFFENCE:COUNT pairs separated by ';' (e.g. WEAPONS:1;OTHER:2)", quoted(text))
         })?;
         let offence = offence.trim();
-        let offence = ChargeOffence::from_symbol(offence).ok_or_else(|| {
+        let offence = ChargeOffence::from_symbol(&in_case(offence, true)).ok_or_else(|| {
             format!("charges: offence {} is not one of {}", quoted(offence), ChargeOffence::SYMBOLS.join(", "))
         })?;
         let count_text = count.trim();
@@ -270,160 +375,6 @@ fn parse_charges(text: &str) -> Result<Vec<ChargeCount>, String> {
         charges.push(ChargeCount { offence, count });
     }
     Ok(charges)
-}
-
-/// A JSON object's members in file order, duplicates kept so that they can be refused.
-struct JsonObject(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for JsonObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = JsonObject;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonObject, A::Error> {
-                let mut members = Vec::new();
-                while let Some(member) = map.next_entry::<String, Value>()? {
-                    members.push(member);
-                }
-                Ok(JsonObject(members))
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
-fn json_fields(text: &str) -> Result<Fields, String> {
-    // serde_json's messages may quote the line's text (perhaps a raw joint_ref): only its position is kept.
-    let JsonObject(members) = serde_json::from_str(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => "the line is not a JSON object".to_string(),
-        _ => format!("the line is not valid JSON (column {})", e.column()),
-    })?;
-    let mut fields = Fields::default();
-    let mut seen: Vec<&str> = Vec::new();
-    for (name, value) in members {
-        let name = known_field(&name)?;
-        if seen.contains(&name) {
-            return Err(format!("{name}: appears twice"));
-        }
-        seen.push(name);
-        match value {
-            Value::Null => {}
-            Value::String(s) => fields.insert(name, &s),
-            // With arbitrary_precision this is the number's exact text: 1.25 stays 1.25.
-            Value::Number(n) => fields.insert(name, &n.to_string()),
-            Value::Bool(b) => fields.insert(name, if b { "true" } else { "false" }),
-            Value::Array(_) | Value::Object(_) => {
-                return Err(format!("{name}: must be a string, number or boolean, not an array or object"))
-            }
-        }
-    }
-    Ok(fields)
-}
-
-fn read_jsonl(reader: impl Read, sink: &mut Sink) -> Result<(), ExportError> {
-    let mut reader = BufReader::new(reader);
-    let mut buf = Vec::new();
-    let mut line = 0u64;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(|e| sink.io(e))? == 0 {
-            return Ok(());
-        }
-        line += 1;
-        let Ok(text) = std::str::from_utf8(&buf) else {
-            sink.push(line, Err("the line is not UTF-8".to_string()));
-            continue;
-        };
-        let text = if line == 1 { text.trim_start_matches('\u{feff}') } else { text };
-        if !text.trim().is_empty() {
-            sink.push(line, json_fields(text));
-        }
-    }
-}
-
-/// The header's columns as known field names: an unknown, repeated or missing column spoils every row.
-fn csv_columns(header: &csv::StringRecord) -> Result<Vec<&'static str>, String> {
-    if header.is_empty() {
-        return Err("the file is empty (no header row)".to_string());
-    }
-    // A file without a header row has data on line 1: its cells (perhaps a
-    // raw reference, which never leaves the force) must not be echoed into
-    // errors and receipts.
-    if header.iter().all(|name| known_field(name.trim()).is_err()) {
-        return Err(format!(
-            "line 1 is not a header row: none of its {} cells names a field; the first line must name the columns \
-             (at least {})",
-            header.len(),
-            REQUIRED.join(", ")
-        ));
-    }
-    let mut columns = Vec::new();
-    for (i, name) in header.iter().enumerate() {
-        let looks_like_a_name = |n: &str| n.len() <= 40 && n.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
-        let name = match known_field(name.trim()) {
-            Ok(name) => name,
-            Err(e) if looks_like_a_name(name.trim()) => return Err(e.replacen("unknown field", "unknown column", 1)),
-            Err(_) => {
-                return Err(format!("column {} is not a field name (the fields are {})", i + 1, FIELDS.join(", ")))
-            }
-        };
-        if columns.contains(&name) {
-            return Err(format!("column {name} appears twice"));
-        }
-        columns.push(name);
-    }
-    match REQUIRED.iter().find(|r| !columns.contains(r)) {
-        Some(missing) => Err(format!("the required column {missing} is missing")),
-        None => Ok(columns),
-    }
-}
-
-fn read_csv(mut reader: impl Read, sink: &mut Sink) -> Result<(), ExportError> {
-    // Held whole: the csv crate gives a record's position before the blank lines it skips, so the bytes are needed
-    // to step over them to the line the record really starts on.
-    let mut data = Vec::new();
-    reader.read_to_end(&mut data).map_err(|e| sink.io(e))?;
-    let start_line = |pos: Option<&csv::Position>| {
-        pos.map_or(0, |p| {
-            let rest = usize::try_from(p.byte()).ok().and_then(|at| data.get(at..)).unwrap_or_default();
-            let blank = rest.iter().take_while(|b| matches!(b, b'\r' | b'\n')).filter(|b| **b == b'\n').count();
-            p.line() + blank as u64
-        })
-    };
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(data.as_slice());
-    let header = csv.headers().map_err(|e| match e.into_kind() {
-        csv::ErrorKind::Io(source) => sink.io(source),
-        csv::ErrorKind::Utf8 { .. } => ExportError::Header { file: sink.file.to_string(), reason: "not UTF-8".into() },
-        other => ExportError::Header { file: sink.file.to_string(), reason: format!("{other:?}") },
-    })?;
-    let columns = csv_columns(header).map_err(|reason| ExportError::Header { file: sink.file.to_string(), reason })?;
-    let mut record = csv::StringRecord::new();
-    loop {
-        match csv.read_record(&mut record) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {
-                let line = start_line(record.position());
-                let mut fields = Fields::default();
-                columns.iter().zip(record.iter()).for_each(|(name, value)| fields.insert(name, value));
-                sink.push(line, Ok(fields));
-            }
-            Err(e) => {
-                let line = start_line(e.position());
-                let reason = match e.into_kind() {
-                    csv::ErrorKind::Io(source) => return Err(sink.io(source)),
-                    csv::ErrorKind::Utf8 { .. } => "the row is not UTF-8".to_string(),
-                    csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-                        format!("the row has {len} cells, the header {expected_len}")
-                    }
-                    other => format!("unreadable row: {other:?}"),
-                };
-                sink.push(line, Err(reason));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,6 @@ pub mod units;
 mod watch;
 
 pub use deliver::DeliveryError;
-pub use publish::{publish_files, resend, FileSummary, PublishError, Rejection, Summary};
+pub use publish::{publish_files, publish_report, resend, FileSummary, PublishError, Rejection, Report, Summary};
 pub use secrets::SecretError;
 pub use watch::{watch, WatchError, WatchStats, WatchStatus, Watcher};

@@ -259,11 +259,17 @@ mod tests {
         AgentSettings {
             force: "MPS".into(),
             state_dir: dir.to_path_buf(),
-            kafka: AgentKafka { bootstrap: String::new(), topic: String::new(), librdkafka: Default::default() },
+            kafka: AgentKafka {
+                bootstrap: String::new(),
+                topic: String::new(),
+                give_up_after_s: 1,
+                librdkafka: Default::default(),
+            },
             operations: [("op".to_string(), AgentOperation::new("OP", Secret::new("s")))].into(),
             spool_limit: crate::config::default_spool_limit(),
             accept_secret_change: Default::default(),
             watch: Default::default(),
+            exports: Default::default(),
         }
     }
 

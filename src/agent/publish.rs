@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::deliver::{drain, producer, DeliveryError, Producer};
+use super::deliver::{drain, publish_producer, DeliveryError, Producer};
 use super::export::{read_export, ExportError, RowError};
 use super::ledger::{Ledger, LedgerError};
 use super::plan::{plan, Plan, Warning};
@@ -27,6 +27,12 @@ pub struct FileSummary {
     /// operation that has started).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
+    /// What the sender should know although no row was refused (unknown columns ignored, "no rows").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Why nothing of the file was accepted; absent when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -87,8 +93,33 @@ impl FileSummary {
             rejected: p.rejected.len() as u64,
             rejections: p.rejected.iter().map(Rejection::from).collect(),
             warnings: p.warnings.clone(),
+            ..FileSummary::default()
         }
     }
+
+    fn failed(file: String, error: String) -> Self {
+        FileSummary { file, error: Some(error), ..FileSummary::default() }
+    }
+
+    /// What became of the file, in a word or two, for the printed table.
+    pub fn status(&self) -> &'static str {
+        match (&self.error, self.rejected) {
+            (Some(e), _) if e.starts_with(NOT_READ) => "not read",
+            (Some(_), _) => "failed",
+            (None, 0) if self.notes.iter().any(|n| n == super::export::NO_ROWS) => "no rows",
+            (None, 0) => "accepted",
+            (None, _) => "accepted, rows rejected",
+        }
+    }
+}
+
+const NOT_READ: &str = "not read:";
+
+/// Every file given, each with what became of it, and why the run stopped if it did.
+#[derive(Debug)]
+pub struct Report {
+    pub summary: Summary,
+    pub error: Option<PublishError>,
 }
 
 /// Publishes each export in turn: every file is planned into the outbox
@@ -104,36 +135,58 @@ pub async fn publish_files(
     files: &[PathBuf],
     progress: bool,
 ) -> Result<Summary, PublishError> {
+    let report = publish_report(settings, files, progress).await?;
+    report.error.map_or(Ok(report.summary), Err)
+}
+
+/// As [`publish_files`], but the summary lists every file even when the run
+/// stops: the failed file with its error, and the ones after it as not read
+/// (a later file applied before an earlier one would regress revisions).
+/// Err only when nothing could start (ledger, producer).
+pub async fn publish_report(
+    settings: &AgentSettings,
+    files: &[PathBuf],
+    progress: bool,
+) -> Result<Report, PublishError> {
     let mut ledger = Ledger::open(&settings.state_dir)?;
     check_secrets(settings, &mut ledger, chrono::Utc::now().timestamp_millis())?;
-    let producer = producer(settings)?;
+    let producer = publish_producer(settings)?;
     let leftover = ledger.outbox_len()?;
     let (mut summary, mut sent) = (Summary::default(), 0);
     let mut stopped: Option<PublishError> = None;
     for path in files {
+        let file = path.display().to_string();
+        if stopped.is_some() {
+            let why = format!("{NOT_READ} the run stopped at an earlier file (files are applied in the order given)");
+            summary.files.push(FileSummary::failed(file, why));
+            continue;
+        }
         match accept_file(settings, &producer, &mut ledger, path, progress).await {
             Ok((s, drained)) => {
                 sent += drained;
                 summary.files.push(s);
             }
-            // The outbox was just tried: waiting out the broker again would say nothing new.
-            Err(e @ PublishError::Both { .. }) => return Err(e),
             Err(e) => {
+                summary.files.push(FileSummary::failed(file, e.to_string()));
                 stopped = Some(e);
-                break;
             }
         }
     }
-    match (drain(settings, &producer, &mut ledger, progress).await, stopped) {
+    // The outbox was just tried: waiting out the broker again would say nothing new.
+    if let Some(e @ PublishError::Both { .. }) = stopped {
+        return Ok(Report { summary, error: Some(e) });
+    }
+    let error = match (drain(settings, &producer, &mut ledger, progress).await, stopped) {
         (Ok(n), None) => {
             info!(messages = sent + n, leftover, "Outbox delivered.");
             summary.redelivered = leftover;
-            Ok(summary)
+            None
         }
-        (Ok(_), Some(file)) => Err(file),
-        (Err(delivery), None) => Err(delivery.into()),
-        (Err(delivery), Some(file)) => Err(PublishError::Both { file: Box::new(file), delivery }),
-    }
+        (Ok(_), Some(file)) => Some(file),
+        (Err(delivery), None) => Some(delivery.into()),
+        (Err(delivery), Some(file)) => Some(PublishError::Both { file: Box::new(file), delivery }),
+    };
+    Ok(Report { summary, error })
 }
 
 /// Plans one file into the outbox; when it does not fit, delivers the
@@ -147,9 +200,9 @@ async fn accept_file(
     progress: bool,
 ) -> Result<(FileSummary, u64), PublishError> {
     let file = path.display().to_string();
-    let (rows, errors) = read_export(path)?;
+    let export = read_export(path, &settings.exports)?;
     let now = chrono::Utc::now().timestamp_millis();
-    let p = plan(settings, ledger, &file, rows, errors, now)?;
+    let p = plan(settings, ledger, &file, export.rows, export.errors, now)?;
     let mut drained = None;
     // Delivering only removes outbox messages, so the plan stays valid.
     while let Err(e) = ledger.accept(&file, &p.entries, &p.messages, None, settings.spool_limit) {
@@ -170,7 +223,7 @@ async fn accept_file(
     for w in &p.warnings {
         warn!(%file, line = w.line, warning = %w.warning, "Export warning.");
     }
-    let s = FileSummary::of_plan(file, &p);
+    let s = FileSummary { notes: export.notes, ..FileSummary::of_plan(file, &p) };
     info!(file = %s.file, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, "Export planned.");
     Ok((s, drained.unwrap_or(0)))
 }
@@ -179,7 +232,7 @@ async fn accept_file(
 /// nothing twice (R1), so this is safe whenever the hub asks for it.
 pub async fn resend(settings: &AgentSettings, progress: bool) -> Result<u64, PublishError> {
     let mut ledger = Ledger::open(&settings.state_dir)?;
-    let producer = producer(settings)?;
+    let producer = publish_producer(settings)?;
     ledger.requeue_all()?;
     Ok(drain(settings, &producer, &mut ledger, progress).await?)
 }

@@ -49,7 +49,7 @@ pub fn check_unit(item: SeizureItem, unit: Option<&str>) -> Result<(&'static str
         None => Err(format!("a unit is required for {item} (one of {})", unit_names(item))),
         Some(u) => units
             .iter()
-            .find(|(name, _)| *name == u)
+            .find(|(name, _)| name.eq_ignore_ascii_case(u))
             .copied()
             .ok_or_else(|| format!("{} is not a unit for {item} (one of {})", quoted(u), unit_names(item))),
     }
@@ -123,8 +123,10 @@ mod tests {
         assert_eq!(err(DrugClassA, "1.2345", Some("g")), "1.2345 g is not a whole number of milligrams");
         assert_eq!(err(DrugClassA, "0.5", Some("mg")), "0.5 mg is not a whole number of milligrams");
         assert!(err(DrugClassA, "5", None).contains("a unit is required for DRUG_CLASS_A (one of mg, g, kg)"));
-        // Units are case-sensitive as in the contract.
-        assert!(err(DrugClassA, "5", Some("KG")).contains("\"KG\" is not a unit for DRUG_CLASS_A"));
+        // Spreadsheets write units in any case; the shown unit is the contract's.
+        assert_eq!(ok(DrugClassA, "1.5", Some("KG")), 1_500_000);
+        assert_eq!(err(DrugClassA, "0.5", Some("MG")), "0.5 mg is not a whole number of milligrams");
+        assert_eq!(ok(Cash, "2", Some("gbp")), 200);
         assert!(err(DrugClassA, "5", Some("GBP")).contains("is not a unit"));
     }
 
@@ -135,7 +137,7 @@ mod tests {
         assert_eq!(ok(Cash, "99", Some("pence")), 99);
         assert_eq!(err(Cash, "0.001", Some("GBP")), "0.001 GBP is not a whole number of pence");
         assert!(err(Cash, "12", None).contains("required for CASH (one of pence, GBP)"));
-        assert!(err(Cash, "12", Some("gbp")).contains("is not a unit"));
+        assert!(err(Cash, "12", Some("pounds")).contains("\"pounds\" is not a unit for CASH"));
     }
 
     #[test]

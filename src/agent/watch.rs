@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::deliver::{producer, send_batch, Backoff, BatchResult, DeliveryError, Producer, BATCH};
-use super::export::{read_export_from, Format};
+use super::export::{read_export_with, Format};
 use super::inbox::{self, FailedReceipt, Receipt};
 use super::ledger::{Ledger, LedgerError, NewRun, Run, RunState};
 use super::plan::plan;
@@ -317,13 +317,13 @@ impl Daemon {
             Ok(f) => f,
             Err(reason) => return self.fail(name, path, &reason, None).map(|_| true),
         };
-        let (rows, errors) = match read_export_from(bytes.as_slice(), format, name) {
+        let export = match read_export_with(bytes.as_slice(), format, name, &self.settings.exports) {
             Ok(r) => r,
             Err(e) => return self.fail(name, path, &e.to_string(), None).map(|_| true),
         };
         let now = now_ms();
-        let p = plan(&self.settings, &self.ledger, name, rows, errors, now)?;
-        let summary = FileSummary::of_plan(name.to_string(), &p);
+        let p = plan(&self.settings, &self.ledger, name, export.rows, export.errors, now)?;
+        let summary = FileSummary { notes: export.notes, ..FileSummary::of_plan(name.to_string(), &p) };
         let json = serde_json::to_string(&summary).expect("a summary always serialises");
         let source = path.display().to_string();
         let run = NewRun { source: &source, sha256: &sha256, summary: &json, planned_at: now };

@@ -13,7 +13,7 @@ use crate::codec::Registry;
 use crate::config::{AgentSettings, HubSettings};
 use crate::report::{self, Format};
 use crate::store::{DeadLetterLog, SqliteStore, TotalsReader};
-use crate::telemetry::LogFormat;
+use crate::telemetry::{say, LogFormat};
 use crate::{agent, rollup};
 
 /// Exit code when some export rows were rejected (the rest was published).
@@ -247,41 +247,73 @@ pub enum SchemaCommand {
     },
 }
 
+/// Every file given and what became of it, then why the run stopped, if it did.
+fn print_publish(report: &agent::Report, json: bool) -> anyhow::Result<()> {
+    let summary = &report.summary;
+    if json {
+        let mut value = serde_json::to_value(summary)?;
+        if let Some(e) = &report.error {
+            value["error"] = format!("{e:#}").into();
+        }
+        println!("{value}");
+        return Ok(());
+    }
+    for f in &summary.files {
+        for r in &f.rejections {
+            say(&format!("{}:{}: rejected: {}", f.file, r.line, r.reason));
+        }
+        for w in &f.warnings {
+            let at = w.line.map_or(String::new(), |l| format!(":{l}"));
+            say(&format!("{}{at}: warning: {}", f.file, w.warning));
+        }
+        for n in &f.notes {
+            say(&format!("{}: note: {n}", f.file));
+        }
+        match &f.error {
+            Some(e) if e.starts_with(&f.file) => say(e),
+            Some(e) => say(&format!("{}: {e}", f.file)),
+            None => {}
+        }
+    }
+    let row = |file: &str, status: &str, f: &agent::FileSummary| {
+        println!(
+            "{file:<40} {status:<24} {:>10} {:>10} {:>10} {:>10}",
+            f.published, f.unchanged, f.withdrawn, f.rejected
+        )
+    };
+    println!(
+        "{:<40} {:<24} {:>10} {:>10} {:>10} {:>10}",
+        "file", "status", "published", "unchanged", "withdrawn", "rejected"
+    );
+    for f in &summary.files {
+        row(&f.file, f.status(), f);
+    }
+    row("total", "", &summary.total());
+    let warned: usize = summary.files.iter().map(|f| f.warnings.len()).sum();
+    if warned > 0 {
+        println!("({warned} warnings, listed on stderr: published, but worth a look)");
+    }
+    if summary.redelivered > 0 {
+        println!("(also delivered {} messages left from an earlier run)", summary.redelivered);
+    }
+    if let Some(e) = &report.error {
+        say(&format!("error: {e:#}"));
+    }
+    Ok(())
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Agent(AgentCommand::Publish { config, no_progress, json, files, accept_secret_change }) => {
             let mut settings = AgentSettings::load(&config)?;
             settings.accept_secret_change.extend(accept_secret_change);
-            let summary = agent::publish_files(&settings, &files, !no_progress).await?;
-            let code =
-                if summary.total().rejected > 0 { ExitCode::from(EXIT_ROWS_REJECTED) } else { ExitCode::SUCCESS };
-            if json {
-                println!("{}", serde_json::to_string(&summary)?);
-                return Ok(code);
-            }
-            for f in &summary.files {
-                for r in &f.rejections {
-                    eprintln!("{}:{}: rejected: {}", f.file, r.line, r.reason);
-                }
-                for w in &f.warnings {
-                    let at = w.line.map_or(String::new(), |l| format!(":{l}"));
-                    eprintln!("{}{at}: warning: {}", f.file, w.warning);
-                }
-            }
-            println!("{:<40} {:>10} {:>10} {:>10} {:>10}", "file", "published", "unchanged", "withdrawn", "rejected");
-            for f in summary.files.iter().chain(std::iter::once(&summary.total())) {
-                println!(
-                    "{:<40} {:>10} {:>10} {:>10} {:>10}",
-                    f.file, f.published, f.unchanged, f.withdrawn, f.rejected
-                );
-            }
-            let warned: usize = summary.files.iter().map(|f| f.warnings.len()).sum();
-            if warned > 0 {
-                println!("({warned} warnings, listed on stderr: published, but worth a look)");
-            }
-            if summary.redelivered > 0 {
-                println!("(also delivered {} messages left from an earlier run)", summary.redelivered);
-            }
+            let report = agent::publish_report(&settings, &files, !no_progress).await?;
+            print_publish(&report, json)?;
+            let code = match &report.error {
+                Some(_) => ExitCode::FAILURE,
+                None if report.summary.total().rejected > 0 => ExitCode::from(EXIT_ROWS_REJECTED),
+                None => ExitCode::SUCCESS,
+            };
             Ok(code)
         }
         Command::Agent(AgentCommand::Resend { config }) => {
@@ -366,7 +398,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Err(anyhow::Error::new(operations.unknown(&operation))
                         .context(format!("nothing to report: not in {} nor in the store", config.display())));
                 }
-                eprintln!("warning: operation {operation:?} is not in {}", config.display());
+                say(&format!("warning: operation {operation:?} is not in {}", config.display()));
             }
             let at = as_of
                 .as_deref()
@@ -414,7 +446,7 @@ fn schema_check(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
         Registry::from_files(files).map_err(anyhow::Error::msg)?
     } else {
-        eprintln!("{} is not a folder: checking the schemas compiled into this binary", dir.display());
+        say(&format!("{} is not a folder: checking the schemas compiled into this binary", dir.display()));
         Registry::from_files(crate::codec::SCHEMA_FILES.iter().map(|(f, j)| (f.to_string(), j.to_string())))
             .map_err(anyhow::Error::msg)?
     };
@@ -429,7 +461,7 @@ fn schema_check(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
         Err(problems) => {
             for p in problems {
-                eprintln!("incompatible: {p}");
+                say(&format!("incompatible: {p}"));
             }
             Ok(ExitCode::FAILURE)
         }

@@ -51,7 +51,7 @@ pub fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
                 revoked_at: None,
             };
             open_records(&settings.store)?.add_token(&hash, &grant)?;
-            eprintln!("Token {} issued for {}; it is shown only now:", grant.id, grant.role);
+            crate::telemetry::say(&format!("Token {} issued for {}; it is shown only now:", grant.id, grant.role));
             println!("{token}");
         }
         TokenCommand::List { config, format } => {

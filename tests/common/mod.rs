@@ -84,6 +84,7 @@ pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&st
         kafka: AgentKafka {
             bootstrap: hub.kafka.bootstrap.clone(),
             topic: hub.kafka.topic.clone(),
+            give_up_after_s: jointops::config::default_give_up_after_s(),
             librdkafka: BTreeMap::new(),
         },
         operations: secrets
@@ -93,6 +94,7 @@ pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&st
         spool_limit: jointops::config::default_spool_limit(),
         accept_secret_change: Default::default(),
         watch: jointops::config::WatchSettings { settle_ms: 200 },
+        exports: Default::default(),
     }
 }
 
