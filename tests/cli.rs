@@ -89,6 +89,25 @@ fn with_json_logs_every_line_on_stderr_is_json_the_fatal_one_included() {
     }
 }
 
+/// Regression: row rejections and the summary's notes were plain text on
+/// stderr even with `--log-format json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_publishs_rejections_are_json_lines_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), vec![operation(OP, "2023-10-01T00:00:00Z", "2023-11-01T00:00:00Z", None)]);
+    create_topics(&hub).await;
+    let cfg = agent_config(dir.path(), &hub);
+    let mut csv = synthetic_export(OP, 3, 0).csv;
+    csv.push_str("R-BAD,burglary,OP-CLI,2023-10-10T10:00:00Z,,,\n");
+    let export = write(dir.path(), "export.csv", &csv);
+    let out = agent(&["--log-format", "json", "publish", "--config", cfg.to_str().unwrap(), export.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines: Vec<serde_json::Value> =
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(lines.iter().any(|v| v.to_string().contains("burglary")), "the rejection is there: {err}");
+}
+
 /// Regression: `publish` while `watch` ran on the same state folder failed
 /// with SQLite's bare "database is locked".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,4 +143,45 @@ async fn publish_while_watch_runs_on_the_same_state_folder_is_told_who_holds_it(
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("another agent") && err.contains("agent.lock"), "{err}");
     assert!(!err.contains("database is locked"), "{err}");
+}
+
+/// Regression: `token list` and `audit` on a mistyped store path created an
+/// empty store and showed it as if all were well.
+#[test]
+fn token_list_and_audit_on_a_mistyped_store_path_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "hub.toml", "[kafka]\n[store]\npath = \"dta/hub.sqlite\"\n");
+    let cfg = cfg.to_str().unwrap();
+    for args in [
+        &["token", "list", "--config", cfg][..],
+        &["token", "revoke", "--config", cfg, "tok_x"],
+        &["audit", "--config", cfg],
+        &["audit", "verify", "--config", cfg],
+    ] {
+        let out = jointops(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains("no store at"), "{args:?}: {}", stderr(&out));
+    }
+    assert!(!dir.path().join("dta").exists(), "nothing was created");
+}
+
+#[test]
+fn token_issue_refuses_a_liaison_token_for_an_operation_the_force_is_not_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "hub.toml",
+        "[kafka]\n[[operations]]\nid = \"OP-1\"\nstarts = \"2023-10-09T00:00:00Z\"\nends = \"2023-10-16T00:00:00Z\"\nforces = [\"MPS\", \"KENT\"]\n",
+    );
+    let cfg = cfg.to_str().unwrap();
+    let out = jointops(&["token", "issue", "--config", cfg, "--role", "force:TVP", "--operation", "OP-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("force TVP does not take part in OP-1 (its forces are KENT, MPS)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "no token printed");
+    let out = jointops(&["token", "issue", "--config", cfg, "--role", "force:KENT", "--operation", "OP-1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

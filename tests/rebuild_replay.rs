@@ -139,9 +139,21 @@ async fn replayed_dead_letters_are_counted_once() {
     assert!(outcome.replayed.is_empty());
     assert_eq!(outcome.still_refused.len(), 5);
 
+    // A rollup still running with the old configuration would refuse them
+    // again: the replay says so.
+    let old = RunningRollup::start(&hub).await;
+    let lock = dir.path().join("hub.sqlite.lock");
+    wait_until("the rollup holds the store", Duration::from_secs(30), || {
+        std::fs::File::open(&lock).is_ok_and(|f| f.try_lock_shared().is_err())
+    })
+    .await;
     hub.operations.push(late_operation());
     let dry = jointops::rollup::replay::replay(&hub, Some("unknown-operation"), true).await.unwrap();
     assert_eq!(dry.replayed.len(), 4);
+    assert!(dry.rollup_running, "the running rollup is noticed");
+    old.stop().await;
+    let dry = jointops::rollup::replay::replay(&hub, Some("unknown-operation"), true).await.unwrap();
+    assert!(!dry.rollup_running);
     let outcome = jointops::rollup::replay::replay(&hub, Some("unknown-operation"), false).await.unwrap();
     assert_eq!(outcome.replayed.len(), 4);
     assert!(outcome.still_refused.is_empty(), "filtered by reason: {:?}", outcome.still_refused);

@@ -154,6 +154,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             for ((t, p, o), code, detail) in &outcome.still_refused {
                 println!("still refused  {t}/{p}/{o}  {code}: {detail}");
             }
+            if outcome.rollup_running && !outcome.replayed.is_empty() {
+                say(&format!(
+                    "warning: a rollup is running on {} (it holds {}) with the configuration it started with: \
+                     restart it so that it reads the corrected one, or it refuses the replayed records again",
+                    settings.store.path.display(),
+                    rollup::lock_path(&settings.store.path).display()
+                ));
+            }
             let verb = if dry_run { "would replay" } else { "replayed" };
             println!("{verb} {} dead letters; {} still refused", outcome.replayed.len(), outcome.still_refused.len());
             Ok(ExitCode::SUCCESS)

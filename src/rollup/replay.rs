@@ -19,6 +19,9 @@ pub struct ReplayOutcome {
     pub replayed: Vec<Position>,
     /// Still refused by the current configuration or contract, with why.
     pub still_refused: Vec<(Position, String, String)>,
+    /// A rollup holds the store: it must be restarted with the corrected
+    /// configuration, or it refuses the replayed records again.
+    pub rollup_running: bool,
 }
 
 /// Would the hub, as configured now, get past decoding, validation, the key
@@ -58,16 +61,9 @@ pub async fn replay(settings: &HubSettings, reason: Option<&str>, dry_run: bool)
             Err((r, detail)) => outcome.still_refused.push((pos, r.code().to_string(), detail)),
         }
     }
-    if !dry_run && !ready.is_empty() && super::try_lock(&settings.store.path)?.is_none() {
-        // The running rollup checks the replayed records against the
-        // configuration it started with, and would refuse them again.
-        tracing::warn!(
-            store = %settings.store.path.display(),
-            lock = %super::lock_path(&settings.store.path).display(),
-            "A rollup is running on this store with the configuration it started with: restart it so that it \
-             reads the corrected configuration, or it refuses the replayed records again."
-        );
-    }
+    // A running rollup checks replayed records against the configuration
+    // it started with, and would refuse them again.
+    outcome.rollup_running = super::try_lock(&settings.store.path)?.is_none();
     if !dry_run && !ready.is_empty() {
         let producer: FutureProducer =
             kafka::client_config(&k.bootstrap, kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?;
