@@ -332,15 +332,7 @@ async fn serve_with_rollup_stops_on_one_sigterm_even_during_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path(), vec![]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\n[store]\npath = \"hub.sqlite\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
-            hub.kafka.bootstrap, hub.kafka.topic, hub.kafka.dlq_topic
-        ),
-    )
-    .unwrap();
+    let config = write_hub_config(dir.path(), &hub, port);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jointops"))
         .args(["serve", "--rollup", "--config"])
         .arg(&config)

@@ -17,17 +17,7 @@ use rdkafka::ClientConfig;
 const T: i64 = 1_696_900_000_000; // 2023-10-10T01:06:40Z
 
 fn arrest(force: &str, id: &str) -> OutcomeEvent {
-    OutcomeEvent {
-        event_id: id.into(),
-        revision: 1,
-        force: force.into(),
-        operation: "OP-1".into(),
-        occurred_at: T,
-        reported_at: T + 60_000,
-        withdrawn: false,
-        joint_ref: None,
-        outcome: Outcome::Arrest { offence_group: ArrestOffence::DrugSupply },
-    }
+    op1_arrest(force, id)
 }
 
 fn record(e: &OutcomeEvent) -> (Option<Vec<u8>>, Option<Vec<u8>>, Option<i32>) {

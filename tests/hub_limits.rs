@@ -8,27 +8,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use jointops::domain::{ArrestOffence, Outcome, OutcomeEvent, SeizureItem};
+use jointops::domain::{Outcome, OutcomeEvent, SeizureItem};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
 const T: i64 = 1_696_900_000_000; // 2023-10-10T01:06:40Z
-
-fn arrest(id: &str) -> OutcomeEvent {
-    OutcomeEvent {
-        event_id: id.into(),
-        revision: 1,
-        force: "MPS".into(),
-        operation: "OP-1".into(),
-        occurred_at: T,
-        reported_at: T + 60_000,
-        withdrawn: false,
-        joint_ref: None,
-        outcome: Outcome::Arrest { offence_group: ArrestOffence::DrugSupply },
-    }
-}
 
 /// One dead letter as read back: key, value and headers in order.
 type Read = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Vec<u8>)>);
@@ -69,7 +55,7 @@ fn header<'a>(r: &'a Read, name: &str) -> Option<&'a str> {
 async fn records_as_large_as_the_broker_takes_are_dead_lettered_and_the_partition_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let hub = op1_hub(dir.path()).await;
-    let good = arrest("after-the-big-ones");
+    let good = op1_arrest("MPS", "after-the-big-ones");
     let key = good.identity_key();
     // The same key as the valid event: the same partition, before it.
     let big: FutureProducer = ClientConfig::new()
@@ -188,15 +174,7 @@ async fn serve_with_rollup_exits_non_zero_when_its_rollup_dies() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path(), vec![]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\n[store]\npath = \"hub.sqlite\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
-            hub.kafka.bootstrap, hub.kafka.topic, hub.kafka.dlq_topic
-        ),
-    )
-    .unwrap();
+    let config = write_hub_config(dir.path(), &hub, port);
     // Another writer holds the store: the rollup half fails at its start.
     let lock = std::fs::File::create(dir.path().join("hub.sqlite.lock")).unwrap();
     lock.lock().unwrap();

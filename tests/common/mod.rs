@@ -440,6 +440,40 @@ impl RunningRollup {
     }
 }
 
+/// 2023-10-10T01:06:40Z, inside OP-1's window.
+pub const OP1_T: i64 = 1_696_900_000_000;
+
+/// A valid arrest of `force` in OP-1 (see [`op1_hub`]), reported a minute
+/// after it happened.
+pub fn op1_arrest(force: &str, id: &str) -> OutcomeEvent {
+    OutcomeEvent {
+        event_id: id.into(),
+        revision: 1,
+        force: force.into(),
+        operation: "OP-1".into(),
+        occurred_at: OP1_T,
+        reported_at: OP1_T + 60_000,
+        withdrawn: false,
+        joint_ref: None,
+        outcome: jointops::domain::Outcome::Arrest { offence_group: jointops::domain::ArrestOffence::DrugSupply },
+    }
+}
+
+/// A hub config file for the binary: the settings' broker and topics, the
+/// store beside it, the API on `port`.
+pub fn write_hub_config(dir: &Path, hub: &HubSettings, port: u16) -> PathBuf {
+    let config = dir.join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\n[store]\npath = \"hub.sqlite\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
+            hub.kafka.bootstrap, hub.kafka.topic, hub.kafka.dlq_topic
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// A hub with one operation, OP-1 (9–16 October 2023, MPS and KENT taking
 /// part), and its topics created: the bad-input tests' setting.
 pub async fn op1_hub(dir: &Path) -> HubSettings {
