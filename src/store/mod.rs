@@ -23,6 +23,18 @@ pub fn open_records(settings: &StoreSettings) -> Result<RecordsStore, StoreError
     RecordsStore::open(&settings.records_path(), Some(&settings.path))
 }
 
+/// Runs a query and collects every row; any error names the file.
+fn collect_rows<T, C: FromIterator<T>>(
+    conn: &rusqlite::Connection,
+    path: &str,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<C, StoreError> {
+    let run = || conn.prepare(sql)?.query_map(params, row)?.collect::<rusqlite::Result<C>>();
+    run().map_err(|source| StoreError::Sqlite { path: path.to_string(), source })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store {path}: {source}")]

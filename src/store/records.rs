@@ -198,8 +198,7 @@ impl RecordsStore {
         params: impl rusqlite::Params,
         row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<C, StoreError> {
-        let run = || self.conn.prepare(sql)?.query_map(params, row)?.collect::<rusqlite::Result<C>>();
-        run().map_err(|e| self.err(e))
+        super::collect_rows(&self.conn, &self.path, sql, params, row)
     }
 
     /// Tokens and access log kept in the store by earlier versions.
