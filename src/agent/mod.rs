@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod plan;
 pub mod pseudonym;
 mod publish;
+mod send;
 pub mod units;
 mod watch;
 

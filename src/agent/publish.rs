@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::deliver::{drain, publish_producer, DeliveryError, Producer};
+use super::deliver::DeliveryError;
 use super::export::{read_export, ExportError, RowError};
 use super::ledger::{Ledger, LedgerError};
 use super::plan::{plan, Plan};
+use super::send::{drain, sender, Sender};
 use crate::config::AgentSettings;
 
 /// The outcome of one file, as printed and written as a receipt.
@@ -141,7 +142,7 @@ pub async fn publish_report(
     progress: bool,
 ) -> Result<Report, PublishError> {
     let mut ledger = Ledger::open(&settings.state_dir)?;
-    let producer = publish_producer(settings)?;
+    let mut producer = sender(settings)?;
     let leftover = ledger.outbox_len()?;
     let (mut summary, mut sent) = (Summary::default(), 0);
     let mut stopped: Option<PublishError> = None;
@@ -152,7 +153,7 @@ pub async fn publish_report(
             summary.files.push(FileSummary::failed(file, why));
             continue;
         }
-        match accept_file(settings, &producer, &mut ledger, path, progress).await {
+        match accept_file(settings, &mut producer, &mut ledger, path, progress).await {
             Ok((s, drained)) => {
                 sent += drained;
                 summary.files.push(s);
@@ -167,7 +168,7 @@ pub async fn publish_report(
     if let Some(e @ PublishError::Both { .. }) = stopped {
         return Ok(Report { summary, error: Some(e) });
     }
-    let error = match (drain(settings, &producer, &mut ledger, progress).await, stopped) {
+    let error = match (drain(settings, &mut producer, &mut ledger, progress).await, stopped) {
         (Ok(n), None) => {
             info!(messages = sent + n, leftover, "Outbox delivered.");
             summary.redelivered = leftover;
@@ -185,7 +186,7 @@ pub async fn publish_report(
 /// messages were delivered to make room.
 async fn accept_file(
     settings: &AgentSettings,
-    producer: &Producer,
+    producer: &mut Sender,
     ledger: &mut Ledger,
     path: &Path,
     progress: bool,
@@ -220,7 +221,7 @@ async fn accept_file(
 /// nothing twice (R1), so this is safe whenever the hub asks for it.
 pub async fn resend(settings: &AgentSettings, progress: bool) -> Result<u64, PublishError> {
     let mut ledger = Ledger::open(&settings.state_dir)?;
-    let producer = publish_producer(settings)?;
+    let mut producer = sender(settings)?;
     ledger.requeue_all()?;
-    Ok(drain(settings, &producer, &mut ledger, progress).await?)
+    Ok(drain(settings, &mut producer, &mut ledger, progress).await?)
 }
