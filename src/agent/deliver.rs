@@ -19,7 +19,8 @@ use crate::config::AgentSettings;
 use crate::kafka;
 
 /// Messages read from the outbox and sent at a time: acknowledgements are
-/// written per batch, so a crash resends at most one batch (as duplicates).
+/// written per batch, so a crash resends at most the batches in flight (one
+/// for `watch`, four for `publish`), as duplicates.
 pub(crate) const BATCH: usize = 5_000;
 
 #[derive(Debug, thiserror::Error)]
