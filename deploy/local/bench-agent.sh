@@ -14,10 +14,10 @@ export KAFKA_PORT="${KAFKA_PORT:-9092}"
 run_id="$(date +%s)"
 topic="bench-agent.$run_id"
 work="$(mktemp -d)"
-bin=target/release/jointops
+bin="${JOINTOPS_BIN:-target/release/jointops}"   # JOINTOPS_BIN: another build, to compare
 trap 'rm -rf "$work"' EXIT
 
-cargo build --release --quiet
+[[ -n "${JOINTOPS_BIN:-}" ]] || cargo build --release --quiet
 # A broker already answering (started from another checkout, say) is used as it is.
 (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null || "$here/kafka.sh" start >/dev/null
 "$here/kafka.sh" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \

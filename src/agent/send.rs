@@ -81,6 +81,7 @@ pub(crate) fn sender(settings: &AgentSettings) -> Result<Sender, DeliveryError> 
 /// One batch in flight: its seqs are all above the batch before's.
 #[derive(Default)]
 struct InFlight {
+    first_seq: i64,
     last_seq: i64,
     size: u64,
     left: u64,
@@ -107,7 +108,8 @@ impl Sender {
     /// counts as failed.
     async fn produce(&self, topic: &str, batch: &[Outgoing]) -> InFlight {
         let size = batch.len() as u64;
-        let mut f = InFlight { last_seq: batch.last().map_or(0, |m| m.seq), size, left: size, ..InFlight::default() };
+        let (first_seq, last_seq) = (batch.first().map_or(0, |m| m.seq), batch.last().map_or(0, |m| m.seq));
+        let mut f = InFlight { first_seq, last_seq, size, left: size, ..InFlight::default() };
         for m in batch {
             let Ok(opaque) = usize::try_from(m.seq) else {
                 f.settle(m.seq, Some(format!("outbox seq {} out of range", m.seq)));
@@ -209,7 +211,8 @@ pub(crate) async fn drain(
         tokio::select! {
             ack = sender.acks.recv() => {
                 let (seq, error) = ack.expect("the producer, which holds the sending half, outlives the run");
-                if let Some(batch) = flying.iter_mut().find(|b| seq <= b.last_seq) {
+                // An acknowledgement left over from an earlier drain that stopped early belongs to no batch here.
+                if let Some(batch) = flying.iter_mut().find(|b| (b.first_seq..=b.last_seq).contains(&seq)) {
                     batch.settle(seq, error);
                     bar.inc(1);
                 }
