@@ -225,3 +225,24 @@ pub async fn resend(settings: &AgentSettings, progress: bool) -> Result<u64, Pub
     ledger.requeue_all()?;
     Ok(drain(settings, &mut producer, &mut ledger, progress).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_says_what_became_of_each_file() {
+        let mut f = FileSummary { file: "a.csv".into(), published: 2, ..FileSummary::default() };
+        assert_eq!(f.status(), "accepted");
+        f.rejected = 1;
+        assert_eq!(f.status(), "accepted, rows rejected");
+        let empty = FileSummary { notes: vec![super::super::export::NO_ROWS.into()], ..FileSummary::default() };
+        assert_eq!(empty.status(), "no rows");
+        assert_eq!(FileSummary::failed("b.csv".into(), "b.csv: bad CSV header".into()).status(), "failed");
+        let later = FileSummary::failed("c.csv".into(), format!("{NOT_READ} the run stopped"));
+        assert_eq!(later.status(), "not read");
+        // Receipts and --json carry notes and errors only when there are some.
+        let json = serde_json::to_value(&f).unwrap();
+        assert!(json.get("notes").is_none() && json.get("error").is_none(), "{json}");
+    }
+}
