@@ -1,5 +1,6 @@
-//! Sending the outbox to Kafka in batches. A message leaves the outbox only
-//! once Kafka has acknowledged it (`acks=all`, idempotent producer); anything
+//! Sending the outbox to Kafka in batches, as `agent watch` does (the
+//! one-shot commands use `send.rs`). A message leaves the outbox only once
+//! Kafka has acknowledged it (`acks=all`, idempotent producer); anything
 //! else leaves it where it is, to be sent again.
 
 use std::sync::Mutex;
@@ -10,15 +11,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::{debug, warn};
 
-use super::ledger::{Ledger, LedgerError, Outgoing};
+use super::ledger::{LedgerError, Outgoing};
 use crate::config::AgentSettings;
 use crate::kafka;
 
 /// Messages read from the outbox and sent at a time: acknowledgements are
-/// written per batch, so a crash resends at most one batch (as duplicates).
+/// written per batch, so a crash resends at most the batches in flight (one
+/// for `watch`, four for `publish`), as duplicates.
 pub(crate) const BATCH: usize = 5_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,57 +49,6 @@ pub(crate) fn producer(settings: &AgentSettings) -> Result<Producer, DeliveryErr
     kafka::client_config(&settings.kafka.bootstrap, kafka::PRODUCER_DEFAULTS, &settings.kafka.librdkafka)
         .create_with_context(QuietContext::default())
         .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })
-}
-
-/// The producer of the one-shot commands (`publish`, `resend`): a message
-/// Kafka has not acknowledged within `give_up_after_s` fails, so that a run
-/// ends with the outbox kept instead of waiting out librdkafka's five
-/// minutes. A raw `message.timeout.ms` in `kafka.librdkafka` still wins.
-pub(crate) fn publish_producer(settings: &AgentSettings) -> Result<Producer, DeliveryError> {
-    let timeout = settings.kafka.give_up_after_s.saturating_mul(1000).min(i32::MAX as u64).to_string();
-    let mut defaults: Vec<(&str, &str)> =
-        kafka::PRODUCER_DEFAULTS.iter().filter(|(k, _)| *k != "message.timeout.ms").copied().collect();
-    defaults.push(("message.timeout.ms", &timeout));
-    kafka::client_config(&settings.kafka.bootstrap, &defaults, &settings.kafka.librdkafka)
-        .create_with_context(QuietContext::default())
-        .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })
-}
-
-/// How long one metadata request may take, and how often the agent says
-/// what it is waiting for.
-const ASK_EVERY: Duration = Duration::from_secs(2);
-const NOTE_EVERY: Duration = Duration::from_secs(5);
-
-/// Asks the broker for the topic's metadata until it answers, saying each
-/// time what it waits for, and gives up after `give_up_after_s`. librdkafka
-/// alone would queue the messages and retry in silence for as long as a
-/// delivery may take.
-async fn wait_for_broker(settings: &AgentSettings, producer: &Producer, ledger: &Ledger) -> Result<(), DeliveryError> {
-    let (started, give_up) = (Instant::now(), Duration::from_secs(settings.kafka.give_up_after_s));
-    let bootstrap = &settings.kafka.bootstrap;
-    loop {
-        let (p, topic) = (producer.clone(), settings.kafka.topic.clone());
-        let ask = ASK_EVERY.min(give_up.saturating_sub(started.elapsed())).max(Duration::from_millis(100));
-        let asked = tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&topic), ask).map(|_| ()));
-        let reason = match asked.await.expect("the metadata request does not panic") {
-            Ok(()) => return Ok(()),
-            Err(e) => e.to_string(),
-        };
-        let (waited, left) = (started.elapsed(), ledger.outbox_len()?);
-        if waited >= give_up {
-            return Err(DeliveryError::Unreachable {
-                bootstrap: bootstrap.clone(),
-                waited_s: waited.as_secs(),
-                reason,
-                left,
-                state_dir: ledger.state_dir().display().to_string(),
-            });
-        }
-        let in_s = (give_up - waited).as_secs_f64().ceil();
-        warn!(%bootstrap, outbox = left, %reason, "Waiting for the broker at {bootstrap}: {left} messages in the outbox (giving up in {in_s} s).");
-        // A pause between requests, not a stand-in for the broker's answer.
-        tokio::time::sleep(ASK_EVERY.min(give_up - waited)).await;
-    }
 }
 
 /// librdkafka reports every failed reconnect, twice: while `watch` waits out
@@ -147,8 +98,6 @@ pub(crate) struct BatchResult {
     pub acked: Vec<i64>,
     pub failed: u64,
     pub first_error: Option<String>,
-    /// The highest seq in the batch.
-    pub last_seq: i64,
 }
 
 /// Sends one batch and waits for every acknowledgement or failure. Owns its
@@ -159,7 +108,7 @@ pub(crate) async fn send_batch(
     batch: Vec<Outgoing>,
     bar: ProgressBar,
 ) -> BatchResult {
-    let mut result = BatchResult { last_seq: batch.last().map_or(0, |m| m.seq), ..BatchResult::default() };
+    let mut result = BatchResult::default();
     let mut sends: FuturesUnordered<_> = batch
         .iter()
         .map(|m| {
@@ -190,59 +139,6 @@ pub(crate) fn progress_bar(len: u64, progress: bool) -> ProgressBar {
     b.set_style(ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} ({per_sec}, {eta})").expect("template"));
     b.set_message("publishing");
     b
-}
-
-/// Sends the whole outbox once, batch after batch, and returns how many
-/// messages were acknowledged. Stops at the first batch with a failure: the
-/// broker is then down or refusing, and every further batch would only wait
-/// out `message.timeout.ms` too.
-pub(crate) async fn drain(
-    settings: &AgentSettings,
-    producer: &Producer,
-    ledger: &mut Ledger,
-    progress: bool,
-) -> Result<u64, DeliveryError> {
-    let outbox = ledger.outbox_len()?;
-    if outbox > 0 {
-        wait_for_broker(settings, producer, ledger).await?;
-    }
-    let bar = progress_bar(outbox, progress);
-    let (mut after, mut acked) = (0, 0u64);
-    loop {
-        let batch = ledger.pending_after(after, BATCH)?;
-        if batch.is_empty() {
-            break;
-        }
-        let attempted = batch.len() as u64;
-        let send = send_batch(producer.clone(), settings.kafka.topic.clone(), batch, bar.clone());
-        tokio::pin!(send);
-        let mut note = tokio::time::interval_at(tokio::time::Instant::now() + NOTE_EVERY, NOTE_EVERY);
-        let r = loop {
-            tokio::select! {
-                r = &mut send => break r,
-                _ = note.tick() => {
-                    let (bootstrap, left) = (&settings.kafka.bootstrap, outbox - acked);
-                    warn!(%bootstrap, outbox = left, "Waiting for the broker at {bootstrap}: {left} messages in the outbox.");
-                }
-            }
-        };
-        ledger.acknowledge(&r.acked)?;
-        acked += r.acked.len() as u64;
-        if r.failed > 0 {
-            bar.finish_and_clear();
-            return Err(DeliveryError::Undelivered {
-                failed: r.failed,
-                attempted,
-                bootstrap: settings.kafka.bootstrap.clone(),
-                reason: r.first_error.unwrap_or_default(),
-                left: ledger.outbox_len()?,
-                state_dir: ledger.state_dir().display().to_string(),
-            });
-        }
-        after = r.last_seq;
-    }
-    bar.finish_and_clear();
-    Ok(acked)
 }
 
 /// Capped exponential backoff between delivery attempts.

@@ -146,7 +146,7 @@ impl<'a> Sink<'a> {
         Sink { file, strict, rows: Vec::new(), errors: Vec::new(), unknown: Vec::new(), unshown: 0, names_are: "" }
     }
     fn push(&mut self, line: u64, row: Result<Fields, String>) {
-        match row.and_then(|fields| parse_row(line, &fields)) {
+        match row.and_then(|fields| parse_row(line, fields)) {
             Ok(row) => self.rows.push(row),
             Err(reason) => self.errors.push(RowError { file: self.file.to_string(), line, reason }),
         }
@@ -251,6 +251,10 @@ impl Fields {
             self.0.push((name, value.to_string()));
         }
     }
+    /// Moves a value out, for the row to keep: no copy per row.
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.0.iter_mut().find(|(n, _)| *n == name).map(|(_, v)| std::mem::take(v))
+    }
     fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
@@ -277,7 +281,7 @@ impl Fields {
     }
 }
 
-fn parse_row(line: u64, f: &Fields) -> Result<ExportRow, String> {
+fn parse_row(line: u64, mut f: Fields) -> Result<ExportRow, String> {
     let record_id = f.required("record_id", None)?;
     check_ref("record_id", record_id).map_err(|e| e.to_string())?;
     let kind_text = f.required("kind", None)?;
@@ -326,15 +330,15 @@ fn parse_row(line: u64, f: &Fields) -> Result<ExportRow, String> {
         }
     };
     outcome.validate().map_err(|e| e.to_string())?;
-    let joint_ref = f.get("joint_ref").map(str::to_string);
-    if let Some(raw) = &joint_ref {
+    if let Some(raw) = f.get("joint_ref") {
         // Caught here, with its line, rather than when pseudonymising; the length stands in for the value.
         if pseudonym::normalise(kind, raw).is_empty() {
             let length = raw.chars().count();
             return Err(format!("joint_ref: a value of {length} characters has nothing left once normalised"));
         }
     }
-    let (record_id, operation) = (record_id.to_string(), operation.to_string());
+    let (record_id, operation) = (f.take("record_id").unwrap_or_default(), f.take("operation").unwrap_or_default());
+    let joint_ref = f.take("joint_ref");
     Ok(ExportRow { line, record_id, operation, occurred_at, joint_ref, withdrawn, outcome })
 }
 

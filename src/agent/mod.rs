@@ -10,6 +10,7 @@ pub mod plan;
 pub mod pseudonym;
 mod publish;
 pub mod secrets;
+mod send;
 pub mod units;
 mod watch;
 

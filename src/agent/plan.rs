@@ -14,7 +14,7 @@ use tracing::warn;
 
 use super::export::{ExportRow, RowError};
 use super::ledger::{Entry, Ledger, LedgerError};
-use super::pseudonym::{pseudonymise, suspicious_line};
+use super::pseudonym::{suspicious_line, Pseudonymiser};
 use crate::codec::{binary, Registry};
 use crate::config::{AgentOperation, AgentSettings};
 use crate::domain::event::MAX_FUTURE_SKEW_MS;
@@ -54,13 +54,13 @@ pub struct Plan {
 
 /// Canonical bytes of what a revision says, leaving out what changes with
 /// every revision (event id, revision number, reported_at).
-fn content(event: &OutcomeEvent) -> Vec<u8> {
-    let mut e = event.clone();
-    e.event_id.clear();
-    e.revision = 0;
-    e.reported_at = 0;
-    let mut out = Vec::new();
-    binary::encode(&e, &mut out);
+/// The event is blanked in place and restored, rather than cloned: this runs once per row.
+fn content(event: &mut OutcomeEvent) -> Vec<u8> {
+    let kept = (std::mem::take(&mut event.event_id), event.revision, event.reported_at);
+    (event.revision, event.reported_at) = (0, 0);
+    let mut out = Vec::with_capacity(128);
+    binary::encode(event, &mut out);
+    (event.event_id, event.revision, event.reported_at) = kept;
     out
 }
 
@@ -75,6 +75,10 @@ pub fn plan(
 ) -> Result<Plan, LedgerError> {
     let registry = Registry::builtin();
     let mut plan = Plan::default();
+    // Keyed once per operation, not per row.
+    let keys: HashMap<&str, Result<Pseudonymiser, String>> = (settings.operations.values())
+        .filter_map(|o| Some((o.id.as_str(), Pseudonymiser::new(o.secret.as_ref()?.expose().as_bytes()))))
+        .collect();
     // A record may appear twice in one file: identical is harmless, differing
     // means the export itself is inconsistent, so the later row is refused.
     let mut seen: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
@@ -84,7 +88,7 @@ pub fn plan(
         if looked_at.insert(row.operation.clone()) {
             plan.warnings.extend(fresh_ledger(settings, ledger, &row.operation, now)?);
         }
-        let Some((op, secret)) = settings.operation(&row.operation).and_then(|o| Some((o, o.secret.as_ref()?))) else {
+        let (Some(op), Some(keyed)) = (settings.operation(&row.operation), keys.get(row.operation.as_str())) else {
             rejected.push(reject(format!(
                 "operation {:?} is not configured for this agent (add it with its secret to the agent config)",
                 row.operation
@@ -102,7 +106,7 @@ pub fn plan(
         }
         let joint_ref = match &row.joint_ref {
             None => None,
-            Some(raw) => match pseudonymise(secret.expose().as_bytes(), outcome.kind(), raw) {
+            Some(raw) => match keyed.as_ref().map_err(Clone::clone).and_then(|k| k.pseudonym(outcome.kind(), raw)) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     rejected.push(reject(format!("joint_ref: {e}")));
@@ -121,7 +125,7 @@ pub fn plan(
             joint_ref,
             outcome,
         };
-        let body = content(&event);
+        let body = content(&mut event);
         if let Some((first, earlier)) = seen.get(&row.record_id) {
             if *earlier == body {
                 plan.unchanged += 1;

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::deliver::{drain, publish_producer, DeliveryError, Producer};
+use super::deliver::DeliveryError;
 use super::export::{read_export, ExportError, RowError};
 use super::ledger::{Ledger, LedgerError};
 use super::plan::{plan, Plan, Warning};
 use super::secrets::{check_secrets, SecretError};
+use super::send::{drain, sender, Sender};
 use crate::config::AgentSettings;
 
 /// The outcome of one file, as printed and written as a receipt.
@@ -150,7 +151,7 @@ pub async fn publish_report(
 ) -> Result<Report, PublishError> {
     let mut ledger = Ledger::open(&settings.state_dir)?;
     check_secrets(settings, &mut ledger, chrono::Utc::now().timestamp_millis())?;
-    let producer = publish_producer(settings)?;
+    let mut producer = sender(settings)?;
     let leftover = ledger.outbox_len()?;
     let (mut summary, mut sent) = (Summary::default(), 0);
     let mut stopped: Option<PublishError> = None;
@@ -161,7 +162,7 @@ pub async fn publish_report(
             summary.files.push(FileSummary::failed(file, why));
             continue;
         }
-        match accept_file(settings, &producer, &mut ledger, path, progress).await {
+        match accept_file(settings, &mut producer, &mut ledger, path, progress).await {
             Ok((s, drained)) => {
                 sent += drained;
                 summary.files.push(s);
@@ -176,7 +177,7 @@ pub async fn publish_report(
     if let Some(e @ PublishError::Both { .. }) = stopped {
         return Ok(Report { summary, error: Some(e) });
     }
-    let error = match (drain(settings, &producer, &mut ledger, progress).await, stopped) {
+    let error = match (drain(settings, &mut producer, &mut ledger, progress).await, stopped) {
         (Ok(n), None) => {
             info!(messages = sent + n, leftover, "Outbox delivered.");
             summary.redelivered = leftover;
@@ -194,7 +195,7 @@ pub async fn publish_report(
 /// messages were delivered to make room.
 async fn accept_file(
     settings: &AgentSettings,
-    producer: &Producer,
+    producer: &mut Sender,
     ledger: &mut Ledger,
     path: &Path,
     progress: bool,
@@ -232,7 +233,28 @@ async fn accept_file(
 /// nothing twice (R1), so this is safe whenever the hub asks for it.
 pub async fn resend(settings: &AgentSettings, progress: bool) -> Result<u64, PublishError> {
     let mut ledger = Ledger::open(&settings.state_dir)?;
-    let producer = publish_producer(settings)?;
+    let mut producer = sender(settings)?;
     ledger.requeue_all()?;
-    Ok(drain(settings, &producer, &mut ledger, progress).await?)
+    Ok(drain(settings, &mut producer, &mut ledger, progress).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_says_what_became_of_each_file() {
+        let mut f = FileSummary { file: "a.csv".into(), published: 2, ..FileSummary::default() };
+        assert_eq!(f.status(), "accepted");
+        f.rejected = 1;
+        assert_eq!(f.status(), "accepted, rows rejected");
+        let empty = FileSummary { notes: vec![super::super::export::NO_ROWS.into()], ..FileSummary::default() };
+        assert_eq!(empty.status(), "no rows");
+        assert_eq!(FileSummary::failed("b.csv".into(), "b.csv: bad CSV header".into()).status(), "failed");
+        let later = FileSummary::failed("c.csv".into(), format!("{NOT_READ} the run stopped"));
+        assert_eq!(later.status(), "not read");
+        // Receipts and --json carry notes and errors only when there are some.
+        let json = serde_json::to_value(&f).unwrap();
+        assert!(json.get("notes").is_none() && json.get("error").is_none(), "{json}");
+    }
 }

@@ -1,0 +1,238 @@
+//! How `agent publish` and `agent resend` send the outbox: a few batches in
+//! flight at once, each message tagged with its outbox seq, so that
+//! librdkafka's delivery callback names the message Kafka acknowledged (no
+//! future and channel per message, which cost more than producing it). A
+//! message leaves the outbox only once acknowledged, and batch by batch, so
+//! the outbox is fsync'd per batch, never per message.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::deliver::{progress_bar, DeliveryError, QuietContext, BATCH};
+use super::ledger::{Ledger, Outgoing};
+use crate::config::AgentSettings;
+use crate::kafka;
+
+/// Batches in flight at once: the next ones are produced while the first
+/// waits for its acknowledgements and their removal from the outbox, so the
+/// producer never idles on a round trip. A crash resends at most these.
+const IN_FLIGHT: usize = 4;
+/// How long one metadata request may take, and how often the agent says
+/// what it is waiting for.
+const ASK_EVERY: Duration = Duration::from_secs(2);
+const NOTE_EVERY: Duration = Duration::from_secs(5);
+
+/// What the delivery callback reports: the message's outbox seq, and the
+/// error when Kafka refused it or it timed out.
+type Ack = (i64, Option<String>);
+
+pub(crate) struct AckContext {
+    quiet: QuietContext,
+    acks: mpsc::UnboundedSender<Ack>,
+}
+
+impl ClientContext for AckContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.quiet.log(level, fac, log_message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.quiet.error(error, reason);
+    }
+}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let error = result.as_ref().err().map(|(e, _)| e.to_string());
+        // Nobody listens only once the run is over.
+        let _ = self.acks.send((seq as i64, error));
+    }
+}
+
+/// The one-shot commands' producer and the acknowledgements it reports.
+pub(crate) struct Sender {
+    producer: Arc<ThreadedProducer<AckContext>>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+}
+
+/// A message Kafka has not acknowledged within `give_up_after_s` fails, so
+/// that a run ends with the outbox kept instead of waiting out librdkafka's
+/// five minutes. A raw `message.timeout.ms` in `kafka.librdkafka` still wins.
+pub(crate) fn sender(settings: &AgentSettings) -> Result<Sender, DeliveryError> {
+    let timeout = settings.kafka.give_up_after_s.saturating_mul(1000).min(i32::MAX as u64).to_string();
+    let mut defaults: Vec<(&str, &str)> =
+        kafka::PRODUCER_DEFAULTS.iter().filter(|(k, _)| *k != "message.timeout.ms").copied().collect();
+    defaults.push(("message.timeout.ms", &timeout));
+    let (tx, acks) = mpsc::unbounded_channel();
+    let producer = kafka::client_config(&settings.kafka.bootstrap, &defaults, &settings.kafka.librdkafka)
+        .create_with_context(AckContext { quiet: QuietContext::default(), acks: tx })
+        .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })?;
+    Ok(Sender { producer: Arc::new(producer), acks })
+}
+
+/// One batch in flight: its seqs are all above the batch before's.
+#[derive(Default)]
+struct InFlight {
+    first_seq: i64,
+    last_seq: i64,
+    size: u64,
+    left: u64,
+    acked: Vec<i64>,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+impl InFlight {
+    fn settle(&mut self, seq: i64, error: Option<String>) {
+        self.left -= 1;
+        match error {
+            None => self.acked.push(seq),
+            Some(e) => {
+                self.failed += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+impl Sender {
+    /// Hands every message of `batch` to librdkafka; one it refuses at once
+    /// counts as failed.
+    async fn produce(&self, topic: &str, batch: &[Outgoing]) -> InFlight {
+        let size = batch.len() as u64;
+        let (first_seq, last_seq) = (batch.first().map_or(0, |m| m.seq), batch.last().map_or(0, |m| m.seq));
+        let mut f = InFlight { first_seq, last_seq, size, left: size, ..InFlight::default() };
+        for m in batch {
+            let Ok(opaque) = usize::try_from(m.seq) else {
+                f.settle(m.seq, Some(format!("outbox seq {} out of range", m.seq)));
+                continue;
+            };
+            let mut record = BaseRecord::with_opaque_to(topic, opaque).key(m.key.as_str()).payload(m.value.as_slice());
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    // librdkafka's queue is full: it empties as acknowledgements come in.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => {
+                        f.settle(m.seq, Some(e.to_string()));
+                        break;
+                    }
+                }
+            }
+        }
+        f
+    }
+
+    /// Asks the broker for the topic's metadata until it answers, saying each
+    /// time what it waits for, and gives up after `give_up_after_s`.
+    /// librdkafka alone would queue the messages and retry in silence for as
+    /// long as a delivery may take.
+    async fn wait_for_broker(&self, settings: &AgentSettings, ledger: &Ledger) -> Result<(), DeliveryError> {
+        let (started, give_up) = (Instant::now(), Duration::from_secs(settings.kafka.give_up_after_s));
+        let bootstrap = &settings.kafka.bootstrap;
+        loop {
+            let (p, topic) = (self.producer.clone(), settings.kafka.topic.clone());
+            let ask = ASK_EVERY.min(give_up.saturating_sub(started.elapsed())).max(Duration::from_millis(100));
+            let asked = tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&topic), ask).map(|_| ()));
+            let reason = match asked.await.expect("the metadata request does not panic") {
+                Ok(()) => return Ok(()),
+                Err(e) => e.to_string(),
+            };
+            let (waited, left) = (started.elapsed(), ledger.outbox_len()?);
+            if waited >= give_up {
+                return Err(DeliveryError::Unreachable {
+                    bootstrap: bootstrap.clone(),
+                    waited_s: waited.as_secs(),
+                    reason,
+                    left,
+                    state_dir: ledger.state_dir().display().to_string(),
+                });
+            }
+            let in_s = (give_up - waited).as_secs_f64().ceil();
+            warn!(%bootstrap, outbox = left, %reason, "Waiting for the broker at {bootstrap}: {left} messages in the outbox (giving up in {in_s} s).");
+            // A pause between requests, not a stand-in for the broker's answer.
+            tokio::time::sleep(ASK_EVERY.min(give_up - waited)).await;
+        }
+    }
+}
+
+/// Sends the whole outbox once and returns how many messages were
+/// acknowledged. Issues no new batch after one with a failure: the broker is
+/// then down or refusing, and every further batch would only wait out
+/// `message.timeout.ms` too (those already in flight are awaited, and what
+/// they got acknowledged leaves the outbox).
+pub(crate) async fn drain(
+    settings: &AgentSettings,
+    sender: &mut Sender,
+    ledger: &mut Ledger,
+    progress: bool,
+) -> Result<u64, DeliveryError> {
+    let outbox = ledger.outbox_len()?;
+    if outbox == 0 {
+        return Ok(0);
+    }
+    sender.wait_for_broker(settings, ledger).await?;
+    let (bar, topic, bootstrap) = (progress_bar(outbox, progress), &settings.kafka.topic, &settings.kafka.bootstrap);
+    let (mut after, mut acked) = (0, 0u64);
+    let mut flying: VecDeque<InFlight> = VecDeque::new();
+    let mut failed: Option<InFlight> = None;
+    let mut note = tokio::time::interval_at(tokio::time::Instant::now() + NOTE_EVERY, NOTE_EVERY);
+    loop {
+        while failed.is_none() && flying.len() < IN_FLIGHT {
+            let batch = ledger.pending_after(after, BATCH)?;
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            flying.push_back(sender.produce(topic, &batch).await);
+        }
+        match flying.front() {
+            None => break,
+            Some(front) if front.left == 0 => {
+                let done = flying.pop_front().expect("a front batch");
+                ledger.acknowledge(&done.acked)?;
+                acked += done.acked.len() as u64;
+                if done.failed > 0 && failed.is_none() {
+                    failed = Some(done);
+                }
+                continue;
+            }
+            Some(_) => {}
+        }
+        tokio::select! {
+            ack = sender.acks.recv() => {
+                let (seq, error) = ack.expect("the producer, which holds the sending half, outlives the run");
+                // An acknowledgement left over from an earlier drain that stopped early belongs to no batch here.
+                if let Some(batch) = flying.iter_mut().find(|b| (b.first_seq..=b.last_seq).contains(&seq)) {
+                    batch.settle(seq, error);
+                    bar.inc(1);
+                }
+            }
+            _ = note.tick() => {
+                let left = outbox.saturating_sub(acked);
+                warn!(%bootstrap, outbox = left, "Waiting for the broker at {bootstrap}: {left} messages in the outbox.");
+            }
+        }
+    }
+    bar.finish_and_clear();
+    match failed {
+        None => Ok(acked),
+        Some(f) => Err(DeliveryError::Undelivered {
+            failed: f.failed,
+            attempted: f.size,
+            bootstrap: bootstrap.clone(),
+            reason: f.first_error.unwrap_or_default(),
+            left: ledger.outbox_len()?,
+            state_dir: ledger.state_dir().display().to_string(),
+        }),
+    }
+}
