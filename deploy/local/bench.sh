@@ -18,15 +18,18 @@ export JOINTOPS__KAFKA__TOPIC="bench.$run_id" JOINTOPS__KAFKA__DLQ_TOPIC="bench.
 work="$(mktemp -d)"
 export JOINTOPS__STORE__PATH="$work/bench.sqlite"
 bin=target/release/jointops
+# JOINTOPS_BIN: another build's binary for the rollup (to compare builds);
+# the stream is always published by this checkout's.
+rollup_bin="${JOINTOPS_BIN:-$bin}"
 cfg="$here/bench-hub.toml"
 
-cargo build --release --quiet
+[[ -n "${JOINTOPS_NO_BUILD:-}" ]] || cargo build --release --quiet
 "$here/kafka.sh" start >/dev/null
 "$bin" loadgen --config "$cfg" --reports "$reports" --seed 1 --shape "$shape" | tee "$work/loadgen.txt"
 events=$(awk '{print $2}' "$work/loadgen.txt")
 
 start=$(date +%s%N)
-RUST_LOG=warn "$bin" rollup --config "$cfg" 2>"$work/rollup.log" &
+RUST_LOG=warn "$rollup_bin" rollup --config "$cfg" 2>"$work/rollup.log" &
 pid=$!
 "$bin" lag --config "$cfg" --wait 600 >/dev/null
 end=$(date +%s%N)

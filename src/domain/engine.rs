@@ -75,9 +75,70 @@ pub struct OperationTotals {
 #[derive(Default)]
 struct Group {
     /// Active reports in the lead order: the last one leads.
-    active: BTreeSet<LeadOrder>,
-    /// Active reports per force: the forces credited.
-    forces: BTreeMap<String, u32>,
+    active: Active,
+    /// Active reports per force, sorted by force: the forces credited. A
+    /// vector, since an outcome has few forces however many reports.
+    forces: Vec<(String, u32)>,
+}
+
+/// Most outcomes have one or two reports: a sorted vector holds them in a
+/// fraction of a B-tree's smallest node; past `SMALL` the B-tree keeps each
+/// change O(log N).
+enum Active {
+    Small(Vec<LeadOrder>),
+    Large(BTreeSet<LeadOrder>),
+}
+
+const SMALL: usize = 16;
+
+impl Default for Active {
+    fn default() -> Self {
+        Active::Small(Vec::new())
+    }
+}
+
+impl Active {
+    fn insert(&mut self, o: LeadOrder) {
+        match self {
+            Active::Small(v) if v.len() < SMALL => {
+                if let Err(at) = v.binary_search(&o) {
+                    v.insert(at, o);
+                }
+            }
+            Active::Small(v) => {
+                let mut set: BTreeSet<LeadOrder> = std::mem::take(v).into_iter().collect();
+                set.insert(o);
+                *self = Active::Large(set);
+            }
+            Active::Large(set) => {
+                set.insert(o);
+            }
+        }
+    }
+
+    fn remove(&mut self, o: &LeadOrder) {
+        match self {
+            Active::Small(v) => {
+                if let Ok(at) = v.binary_search(o) {
+                    v.remove(at);
+                }
+            }
+            Active::Large(set) => {
+                set.remove(o);
+            }
+        }
+    }
+
+    fn last(&self) -> Option<&LeadOrder> {
+        match self {
+            Active::Small(v) => v.last(),
+            Active::Large(set) => set.last(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.last().is_none()
+    }
 }
 
 /// R4's order: the latest `reported_at`; on a tie the smallest force, then
@@ -98,15 +159,18 @@ impl LeadOrder {
 impl Group {
     fn insert(&mut self, e: &OutcomeEvent) {
         self.active.insert(LeadOrder::of(e));
-        *self.forces.entry(e.force.clone()).or_default() += 1;
+        match self.forces.binary_search_by(|(f, _)| f.as_str().cmp(&e.force)) {
+            Ok(at) => self.forces[at].1 += 1,
+            Err(at) => self.forces.insert(at, (e.force.clone(), 1)),
+        }
     }
 
     fn remove(&mut self, e: &OutcomeEvent) {
         self.active.remove(&LeadOrder::of(e));
-        if let Some(n) = self.forces.get_mut(&e.force) {
-            *n -= 1;
-            if *n == 0 {
-                self.forces.remove(&e.force);
+        if let Ok(at) = self.forces.binary_search_by(|(f, _)| f.as_str().cmp(&e.force)) {
+            self.forces[at].1 -= 1;
+            if self.forces[at].1 == 0 {
+                self.forces.remove(at);
             }
         }
     }
@@ -241,7 +305,7 @@ impl Engine {
         measures.joint_outcomes = i64::from(group.forces.len() >= 2);
         let offset = self.day_offsets.get(&lead.operation).copied().unwrap_or(0);
         let day = (lead.occurred_at + offset).div_euclid(DAY_MS);
-        Some(Contribution { measures, forces: group.forces.keys().cloned().collect(), day })
+        Some(Contribution { measures, forces: group.forces.iter().map(|(f, _)| f.clone()).collect(), day })
     }
 
     pub fn totals(&self, operation: &str) -> Option<&OperationTotals> {
