@@ -169,6 +169,14 @@ async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
     eprintln!("watch: 5 files handled in {took:?}");
 }
 
+/// The same agent with a broker address where nothing answers.
+fn unreachable(good: &jointops::config::AgentSettings) -> jointops::config::AgentSettings {
+    let mut down = good.clone();
+    down.kafka.bootstrap = "127.0.0.1:1".into();
+    down.kafka.librdkafka.insert("message.timeout.ms".into(), "1000".into());
+    down
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_accepted_before_a_stop_is_finished_with_its_first_receipt() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,9 +184,7 @@ async fn a_file_accepted_before_a_stop_is_finished_with_its_first_receipt() {
     create_topics(&hub).await;
     let good = agent(&hub, "KENT", dir.path().join("state"), &[(OP, SECRET)]);
     // First run: nothing answers, so the file is accepted but not delivered.
-    let mut down = good.clone();
-    down.kafka.bootstrap = "127.0.0.1:1".into();
-    down.kafka.librdkafka.insert("message.timeout.ms".into(), "1000".into());
+    let down = unreachable(&good);
     let inbox = dir.path().join("inbox");
     std::fs::create_dir(&inbox).unwrap();
     let export = synthetic_export(OP, 120, 0);
@@ -280,9 +286,7 @@ async fn a_file_that_changes_after_it_was_read_goes_to_failed_with_what_its_read
     let hub = hub(dir.path(), vec![]);
     create_topics(&hub).await;
     let good = agent(&hub, "KENT", dir.path().join("state"), &[(OP, SECRET)]);
-    let mut down = good.clone();
-    down.kafka.bootstrap = "127.0.0.1:1".into();
-    down.kafka.librdkafka.insert("message.timeout.ms".into(), "1000".into());
+    let down = unreachable(&good);
     let inbox = dir.path().join("inbox");
     std::fs::create_dir(&inbox).unwrap();
     let read = format!("{}\n{}\n", engagement("C1", 3), engagement("C2", 4));

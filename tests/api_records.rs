@@ -78,13 +78,7 @@ async fn a_rebuild_keeps_tokens_and_the_access_log_and_a_running_serve_follows_i
     let (status, _) = get(&api.base, &format!("/api/v1/operations/{OP}/totals"), Some(&later_revoked)).await;
     assert_eq!(status, 401, "a token revoked after the swap is refused");
     // New figures from the rebuilt store (now the live rollup) reach it.
-    let more: Vec<_> = loadgen::generate(200, 12)
-        .into_iter()
-        .map(|mut e| {
-            e.event_id = format!("more-{}", e.event_id);
-            e
-        })
-        .collect();
+    let more = more_events(200, 12);
     send_events(&p, &hub.kafka.topic, &more).await;
     wait_caught_up(&hub, Duration::from_secs(60)).await;
     let want = totals(&hub, OP).joint.arrests;

@@ -91,13 +91,7 @@ async fn rebuild_matches_the_live_store_then_applies_a_corrected_configuration()
     assert_eq!(jointops::asof::totals_as_of(&store, &ops, loadgen::OPERATION, as_of).unwrap(), live_as_of);
     assert_eq!(jointops::asof::totals_as_of(&store, &ops, loadgen::OPERATION, i64::MAX).unwrap(), live_totals);
     // The rebuild goes on as the live rollup.
-    let more: Vec<OutcomeEvent> = loadgen::generate(300, 99)
-        .into_iter()
-        .map(|mut e| {
-            e.event_id = format!("more-{}", e.event_id);
-            e
-        })
-        .collect();
+    let more = more_events(300, 99);
     send_events(&p, &hub.kafka.topic, &more).await;
     wait_caught_up(&hub, Duration::from_secs(60)).await;
     rebuild.stop().await;

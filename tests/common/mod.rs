@@ -440,6 +440,17 @@ impl RunningRollup {
     }
 }
 
+/// More synthetic reports, under event ids that no earlier stream used.
+pub fn more_events(reports: usize, seed: u64) -> Vec<OutcomeEvent> {
+    jointops::loadgen::generate(reports, seed)
+        .into_iter()
+        .map(|mut e| {
+            e.event_id = format!("more-{}", e.event_id);
+            e
+        })
+        .collect()
+}
+
 /// 2023-10-10T01:06:40Z, inside OP-1's window.
 pub const OP1_T: i64 = 1_696_900_000_000;
 
