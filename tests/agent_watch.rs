@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -44,12 +44,8 @@ fn engagement(id: &str, people: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = hub(dir.path(), vec![operation(OP, "2023-10-01T00:00:00Z", "2023-11-01T00:00:00Z", None)]);
-    create_topics(&hub).await;
-    let settings = agent(&hub, "MPS", dir.path().join("state"), &[(OP, SECRET)]);
-    let inbox = dir.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
+    let (dir, hub, settings, inbox) =
+        watched(vec![operation(OP, "2023-10-01T00:00:00Z", "2023-11-01T00:00:00Z", None)], "MPS").await;
 
     // Files still being written, or hidden: never touched.
     for name in [".hidden.csv", "x.csv.tmp", "y.jsonl.part"] {
@@ -169,6 +165,21 @@ async fn watch_publishes_inbox_files_in_name_order_with_receipts() {
     eprintln!("watch: 5 files handled in {took:?}");
 }
 
+/// A hub with these operations and its topics, an agent of `force` with
+/// its state folder, and an empty inbox, all in a fresh folder.
+async fn watched(
+    operations: Vec<jointops::config::OperationSettings>,
+    force: &str,
+) -> (tempfile::TempDir, jointops::config::HubSettings, jointops::config::AgentSettings, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), operations);
+    create_topics(&hub).await;
+    let settings = agent(&hub, force, dir.path().join("state"), &[(OP, SECRET)]);
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    (dir, hub, settings, inbox)
+}
+
 /// The same agent with a broker address where nothing answers.
 fn unreachable(good: &jointops::config::AgentSettings) -> jointops::config::AgentSettings {
     let mut down = good.clone();
@@ -179,14 +190,9 @@ fn unreachable(good: &jointops::config::AgentSettings) -> jointops::config::Agen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_accepted_before_a_stop_is_finished_with_its_first_receipt() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = hub(dir.path(), vec![]);
-    create_topics(&hub).await;
-    let good = agent(&hub, "KENT", dir.path().join("state"), &[(OP, SECRET)]);
+    let (_dir, hub, good, inbox) = watched(vec![], "KENT").await;
     // First run: nothing answers, so the file is accepted but not delivered.
     let down = unreachable(&good);
-    let inbox = dir.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
     let export = synthetic_export(OP, 120, 0);
     drop_file(&inbox, "export.csv", &export.csv);
 
@@ -244,12 +250,7 @@ async fn a_file_accepted_before_a_stop_is_finished_with_its_first_receipt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_written_in_place_in_two_parts_is_taken_whole() {
     use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let hub = hub(dir.path(), vec![]);
-    create_topics(&hub).await;
-    let settings = agent(&hub, "MPS", dir.path().join("state"), &[(OP, SECRET)]);
-    let inbox = dir.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
+    let (_dir, hub, settings, inbox) = watched(vec![], "MPS").await;
     let (first, second, third) = (engagement("W1", 3), engagement("W2", 4), engagement("W3", 5));
     let (head, tail) = second.split_at(second.len() / 2);
 
@@ -282,13 +283,8 @@ async fn a_file_written_in_place_in_two_parts_is_taken_whole() {
 /// the file now holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_changes_after_it_was_read_goes_to_failed_with_what_its_read_published() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = hub(dir.path(), vec![]);
-    create_topics(&hub).await;
-    let good = agent(&hub, "KENT", dir.path().join("state"), &[(OP, SECRET)]);
+    let (_dir, hub, good, inbox) = watched(vec![], "KENT").await;
     let down = unreachable(&good);
-    let inbox = dir.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
     let read = format!("{}\n{}\n", engagement("C1", 3), engagement("C2", 4));
     drop_file(&inbox, "export.jsonl", &read);
 
@@ -322,12 +318,7 @@ async fn a_file_that_changes_after_it_was_read_goes_to_failed_with_what_its_read
 /// published without a word, and never met the partner force's report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_number_without_its_leading_zero_is_published_and_flagged_in_the_receipt() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = hub(dir.path(), vec![]);
-    create_topics(&hub).await;
-    let settings = agent(&hub, "MPS", dir.path().join("state"), &[(OP, SECRET)]);
-    let inbox = dir.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
+    let (_dir, hub, settings, inbox) = watched(vec![], "MPS").await;
     let csv = format!(
         "record_id,kind,operation,occurred_at,joint_ref\n\
          L1,line_closure,{OP},2023-10-10T10:00:00Z,07700 900123\n\

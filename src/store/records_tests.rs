@@ -109,21 +109,30 @@ fn a_token_whose_operation_list_cannot_be_read_grants_nothing() {
     assert!(!g.may_see_operation("OP-1", None) && !g.may_see_operation("OP-2", None));
 }
 
-#[test]
-fn tokens_and_the_access_log_of_an_old_store_are_carried_over_once() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store as the first version left it: its tokens table with one
+/// coordinator token, then `access_log` (the table under test).
+fn old_store(dir: &tempfile::TempDir, access_log: &str) -> std::path::PathBuf {
     let old = dir.path().join("hub.sqlite");
     let c = Connection::open(&old).unwrap();
     c.execute_batch(
         "CREATE TABLE tokens (id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, role TEXT NOT NULL, operations TEXT,
              label TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
-         CREATE TABLE access_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, token_id TEXT, role TEXT,
-             method TEXT NOT NULL, path TEXT NOT NULL, operation TEXT, status INTEGER NOT NULL, justification TEXT);
-         INSERT INTO tokens VALUES ('t1', x'01', 'coordinator', NULL, 'c', 1, NULL);
-         INSERT INTO access_log (at, method, path, status) VALUES (5, 'GET', '/api/v1/operations', 200);",
+         INSERT INTO tokens VALUES ('t1', x'01', 'coordinator', NULL, 'c', 1, NULL);",
     )
     .unwrap();
-    drop(c);
+    c.execute_batch(access_log).unwrap();
+    old
+}
+
+#[test]
+fn tokens_and_the_access_log_of_an_old_store_are_carried_over_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = old_store(
+        &dir,
+        "CREATE TABLE access_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, token_id TEXT, role TEXT,
+             method TEXT NOT NULL, path TEXT NOT NULL, operation TEXT, status INTEGER NOT NULL, justification TEXT);
+         INSERT INTO access_log (at, method, path, status) VALUES (5, 'GET', '/api/v1/operations', 200);",
+    );
     let records = dir.path().join("hub.sqlite.records");
     let s = RecordsStore::open(&records, Some(&old)).unwrap();
     assert_eq!(s.tokens().unwrap().len(), 1);
@@ -152,16 +161,7 @@ fn records_and_store_files_are_readable_by_their_owner_only() {
 #[test]
 fn an_import_that_fails_leaves_no_records_file_so_the_next_open_tries_again() {
     let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("hub.sqlite");
-    let c = Connection::open(&old).unwrap();
-    c.execute_batch(
-        "CREATE TABLE tokens (id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, role TEXT NOT NULL, operations TEXT,
-             label TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);
-         INSERT INTO tokens VALUES ('t1', x'01', 'coordinator', NULL, 'c', 1, NULL);
-         CREATE TABLE access_log (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL);",
-    )
-    .unwrap();
-    drop(c);
+    let old = old_store(&dir, "CREATE TABLE access_log (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL);");
     let records = dir.path().join("hub.sqlite.records");
     assert!(RecordsStore::open(&records, Some(&old)).is_err(), "an access log without its columns");
     assert!(!records.exists(), "no half-filled records file is left");
