@@ -1,10 +1,10 @@
 //! Files only their owner may read: stores, the agent's ledger and outbox,
 //! and the folders that hold them. Law-enforcement data is not for every
-//! account on the machine.
+//! account on the machine. Also the names of the files kept beside them.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Creates `path` empty with mode 0600 if it is missing, and takes the
 /// group's and others' rights off an existing one. Done before SQLite opens
@@ -23,14 +23,20 @@ pub fn file(path: &Path) -> io::Result<()> {
 pub fn sqlite(path: &Path) -> io::Result<()> {
     file(path)?;
     for suffix in ["-wal", "-shm"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        match tighten(Path::new(&name), 0o600) {
+        match tighten(&with_suffix(path, suffix), 0o600) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// `<path><suffix>`: the file beside another, such as SQLite's `-wal` and
+/// `-shm`, a store's `.lock`, `.records` and `.rebuild`.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Creates the folder (and its parents) if missing, with mode 0700 for the

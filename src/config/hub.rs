@@ -146,11 +146,7 @@ pub struct StoreSettings {
 
 impl StoreSettings {
     pub fn records_path(&self) -> PathBuf {
-        self.records.clone().unwrap_or_else(|| {
-            let mut name = self.path.as_os_str().to_owned();
-            name.push(".records");
-            PathBuf::from(name)
-        })
+        self.records.clone().unwrap_or_else(|| crate::private::with_suffix(&self.path, ".records"))
     }
 }
 
@@ -199,6 +195,7 @@ pub struct OperationSettings {
     #[serde(default)]
     pub forces: Option<Vec<String>>,
 }
+
 impl fmt::Debug for HubKafka {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubKafka")

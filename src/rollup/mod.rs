@@ -61,9 +61,7 @@ pub fn load_engine(store: &dyn Store, registry: &Registry, operations: &Operatio
 
 /// The exclusive lock beside a store: one rollup writes a store at a time.
 pub(crate) fn lock_path(store: &std::path::Path) -> PathBuf {
-    let mut name = store.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    crate::private::with_suffix(store, ".lock")
 }
 
 pub(crate) fn try_lock(store: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {

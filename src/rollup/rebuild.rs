@@ -11,18 +11,13 @@ use tracing::info;
 
 use super::{dlq, try_lock, Rollup};
 use crate::kafka;
+use crate::private::with_suffix;
 use crate::store::{DeadLetter, DeadLetterLog, Position, SqliteStore, Store};
 
 pub struct Target {
     pub new_path: PathBuf,
     final_path: PathBuf,
     said_waiting: bool,
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 fn remove_if_present(path: &Path) -> std::io::Result<()> {

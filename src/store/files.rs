@@ -1,18 +1,12 @@
 //! Store files are created readable by their owner only: they hold
 //! law-enforcement figures, token hashes and the access log.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::StoreError;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.display().to_string(), source }
-}
-
-pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// Creates `path` (and its folder) with mode 0600 before SQLite opens it, so

@@ -180,7 +180,7 @@ impl RecordsStore {
             if let Err(e) = s.import_legacy(old) {
                 drop(s);
                 for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(super::files::with_suffix(path, suffix));
+                    let _ = std::fs::remove_file(crate::private::with_suffix(path, suffix));
                 }
                 return Err(e);
             }
