@@ -18,10 +18,10 @@ use super::ledger::{LedgerError, Outgoing};
 use crate::config::AgentSettings;
 use crate::kafka;
 
-/// Messages read from the outbox and sent at a time: acknowledgements are
-/// written per batch, so a crash resends at most the batches in flight (one
-/// for `watch`, four for `publish`), as duplicates.
-pub(crate) const BATCH: usize = 5_000;
+/// Messages read from the outbox and sent at a time (an outbox batch):
+/// acknowledgements are written per batch, so a crash resends at most the
+/// batches in flight, as duplicates.
+pub(crate) use super::ledger::BATCH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {

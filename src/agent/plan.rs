@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::export::{ExportRow, RowError};
-use super::ledger::{Entry, Ledger, LedgerError};
+use super::ledger::{bucket_of, Entry, Ledger, LedgerError};
 use super::pseudonym::{suspicious_line, Pseudonymiser};
 use crate::codec::{binary, Registry};
 use crate::config::{AgentOperation, AgentSettings};
@@ -45,11 +45,45 @@ pub struct Plan {
     pub entries: Vec<Entry>,
     /// `(key, value)` in publication order.
     pub messages: Vec<(String, Vec<u8>)>,
+    /// Where each entry's messages end in `messages` (a withdrawal of the
+    /// old report comes just before its entry's own).
+    pub ends: Vec<usize>,
     pub published: u64,
     pub withdrawn: u64,
     pub unchanged: u64,
     pub rejected: Vec<RowError>,
     pub warnings: Vec<Warning>,
+}
+
+/// Part of a plan: whole entries with their messages.
+pub struct Part<'a> {
+    pub entries: Vec<&'a Entry>,
+    pub messages: Vec<&'a (String, Vec<u8>)>,
+}
+
+impl Plan {
+    /// The plan cut into parts of at most `per_part` messages (or one
+    /// entry's), in the order of the ledger's buckets: recorded one part at a
+    /// time, each bucket is then rewritten once, not once per part. The
+    /// order of reports of different records does not matter to the hub.
+    pub fn parts(&self, per_part: usize) -> Vec<Part<'_>> {
+        let mut order: Vec<usize> = (0..self.entries.len()).collect();
+        order.sort_by_cached_key(|&i| bucket_of(&self.entries[i].record_id));
+        let mut parts = vec![Part { entries: Vec::new(), messages: Vec::new() }];
+        for i in order {
+            let from = if i == 0 { 0 } else { self.ends[i - 1] };
+            let mine = &self.messages[from..self.ends[i]];
+            let last = parts.last_mut().expect("a part");
+            if !last.entries.is_empty() && last.messages.len() + mine.len() > per_part {
+                parts.push(Part { entries: Vec::new(), messages: Vec::new() });
+            }
+            let last = parts.last_mut().expect("a part");
+            last.entries.push(&self.entries[i]);
+            last.messages.extend(mine);
+        }
+        parts.retain(|p| !p.entries.is_empty());
+        parts
+    }
 }
 
 /// Canonical bytes of what a revision says, leaving out what changes with
@@ -64,6 +98,15 @@ fn content(event: &mut OutcomeEvent) -> Vec<u8> {
     out
 }
 
+/// Where the content of a record's first row in a file is, for a later row
+/// of the same record to be compared with (kept once, not copied).
+enum Earlier<'a> {
+    /// Unchanged: the ledger's.
+    Known(&'a [u8]),
+    /// Published: the plan entry at this index.
+    Planned(usize),
+}
+
 /// Plans one file. `now` stamps `reported_at` on every new revision.
 pub fn plan(
     settings: &AgentSettings,
@@ -73,19 +116,25 @@ pub fn plan(
     mut rejected: Vec<RowError>,
     now: Millis,
 ) -> Result<Plan, LedgerError> {
-    let registry = Registry::builtin();
     let mut plan = Plan::default();
     // Keyed once per operation, not per row.
     let keys: HashMap<&str, Result<Pseudonymiser, String>> = (settings.operations.values())
         .filter_map(|o| Some((o.id.as_str(), Pseudonymiser::new(o.secret.as_ref()?.expose().as_bytes()))))
         .collect();
+    // The ledger read once for the whole file, bucket by bucket.
+    let ids: Vec<&str> = rows.iter().map(|r| r.record_id.as_str()).collect();
+    let known = ledger.lookup(&ids)?;
+    // One HMAC per distinct reference: partner rows repeat them.
+    let mut pseudonyms: foldhash::HashMap<(&str, Kind, &str), Result<String, String>> = Default::default();
     // A record may appear twice in one file: identical is harmless, differing
     // means the export itself is inconsistent, so the later row is refused.
-    let mut seen: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
-    let mut looked_at: BTreeSet<String> = BTreeSet::new();
-    for row in rows {
+    let mut seen: foldhash::HashMap<&str, (u64, Earlier<'_>)> = Default::default();
+    seen.reserve(rows.len());
+    let mut looked_at: BTreeSet<&str> = BTreeSet::new();
+    for (row, known) in rows.iter().zip(&known) {
         let reject = |reason: String| RowError { file: file.to_string(), line: row.line, reason };
-        if looked_at.insert(row.operation.clone()) {
+        if !looked_at.contains(row.operation.as_str()) {
+            looked_at.insert(&row.operation);
             plan.warnings.extend(fresh_ledger(settings, ledger, &row.operation, now)?);
         }
         let (Some(op), Some(keyed)) = (settings.operation(&row.operation), keys.get(row.operation.as_str())) else {
@@ -106,13 +155,17 @@ pub fn plan(
         }
         let joint_ref = match &row.joint_ref {
             None => None,
-            Some(raw) => match keyed.as_ref().map_err(Clone::clone).and_then(|k| k.pseudonym(outcome.kind(), raw)) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    rejected.push(reject(format!("joint_ref: {e}")));
-                    continue;
+            Some(raw) => {
+                let key = (row.operation.as_str(), outcome.kind(), raw.as_str());
+                let keyed = || keyed.as_ref().map_err(Clone::clone).and_then(|k| k.pseudonym(key.1, raw));
+                match pseudonyms.entry(key).or_insert_with(keyed) {
+                    Ok(r) => Some(r.clone()),
+                    Err(e) => {
+                        rejected.push(reject(format!("joint_ref: {e}")));
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let mut event = OutcomeEvent {
             event_id: row.record_id.clone(),
@@ -126,58 +179,75 @@ pub fn plan(
             outcome,
         };
         let body = content(&mut event);
-        if let Some((first, earlier)) = seen.get(&row.record_id) {
-            if *earlier == body {
+        if let Some((first, earlier)) = seen.get(row.record_id.as_str()) {
+            let earlier = match earlier {
+                Earlier::Known(content) => content,
+                Earlier::Planned(j) => plan.entries[*j].content.as_slice(),
+            };
+            if earlier == body {
                 plan.unchanged += 1;
             } else {
                 rejected.push(reject(format!("record_id {:?} differs from its row at line {first}", row.record_id)));
             }
             continue;
         }
-        seen.insert(row.record_id.clone(), (row.line, body.clone()));
         if let (Kind::LineClosure, Some(raw)) = (event.kind(), &row.joint_ref) {
             plan.warnings.extend(suspicious_line(raw).map(|warning| Warning { line: Some(row.line), warning }));
         }
-
-        // `seen` guarantees one plan entry per record, so the ledger is current.
-        let previous = ledger.get(&row.record_id)?;
-        let identity = event.identity_key();
-        match previous {
-            Some(prev) if prev.content == body => plan.unchanged += 1,
-            Some(prev) if prev.identity == identity => {
-                event.event_id = prev.event_id.clone();
-                event.revision = next_revision(Some(prev.revision), now);
-                push(&mut plan, registry, &row.record_id, prev.generation, &event, body);
+        // `seen` guarantees one plan entry per record, so `known` is current.
+        let planned = Earlier::Planned(plan.entries.len());
+        match known {
+            Some(prev) if prev.content == body => {
+                plan.unchanged += 1;
+                seen.insert(&row.record_id, (row.line, Earlier::Known(&prev.content)));
             }
-            Some(prev) => {
-                // Operation, kind or joint_ref changed: the contract has the
-                // old report withdrawn and the outcome reported afresh.
-                if !prev.withdrawn {
-                    let mut old = registry.decode(&prev.value).map_err(|e| LedgerError::corrupt(&prev.record_id, e))?;
-                    old.revision = next_revision(Some(old.revision), now);
-                    old.withdrawn = true;
-                    old.reported_at = now;
-                    let value = registry.encode(&old);
-                    plan.messages.push((prev.identity.clone(), value));
-                    plan.published += 1;
-                    plan.withdrawn += 1;
-                }
-                let generation = prev.generation + 1;
-                event.event_id = format!("{}:{generation}", row.record_id);
-                if event.event_id.len() > 128 {
-                    rejected.push(reject(format!(
-                        "record_id {:?} is too long to be re-reported under a new event id",
-                        row.record_id
-                    )));
-                    continue;
-                }
-                push(&mut plan, registry, &row.record_id, generation, &event, body);
+            Some(prev) => match revise(&mut plan, prev, event, body, now)? {
+                Ok(()) => _ = seen.insert(&row.record_id, (row.line, planned)),
+                Err(reason) => rejected.push(reject(reason)),
+            },
+            None => {
+                push(&mut plan, &row.record_id, 1, &event, body);
+                seen.insert(&row.record_id, (row.line, planned));
             }
-            None => push(&mut plan, registry, &row.record_id, 1, &event, body),
         }
     }
     plan.rejected = rejected;
     Ok(plan)
+}
+
+/// A record the ledger knows, with other content: the next revision of the
+/// same report, or, when its operation, kind or joint_ref changed, the old
+/// report withdrawn and the outcome reported afresh under a new event id
+/// (contract §3). The inner error is a row refusal.
+fn revise(
+    plan: &mut Plan,
+    prev: &Entry,
+    mut event: OutcomeEvent,
+    body: Vec<u8>,
+    now: Millis,
+) -> Result<Result<(), String>, LedgerError> {
+    let mut old = prev.event()?;
+    event.event_id = prev.event_id.clone();
+    if old.identity_key() == event.identity_key() {
+        event.revision = next_revision(Some(prev.revision), now);
+        push(plan, &prev.record_id, prev.generation, &event, body);
+        return Ok(Ok(()));
+    }
+    let generation = prev.generation + 1;
+    event.event_id = Entry::event_id_of(&prev.record_id, generation);
+    if event.event_id.len() > 128 {
+        return Ok(Err(format!("record_id {:?} is too long to be re-reported under a new event id", prev.record_id)));
+    }
+    if !old.withdrawn {
+        old.revision = next_revision(Some(old.revision), now);
+        old.withdrawn = true;
+        old.reported_at = now;
+        plan.messages.push((old.identity_key(), Registry::builtin().encode(&old)));
+        plan.published += 1;
+        plan.withdrawn += 1;
+    }
+    push(plan, &prev.record_id, generation, &event, body);
+    Ok(Ok(()))
 }
 
 /// What the hub would certainly refuse (contract §2 and R6), refused here
@@ -235,20 +305,17 @@ fn fresh_ledger(
     }))
 }
 
-fn push(plan: &mut Plan, registry: &Registry, record_id: &str, generation: i64, event: &OutcomeEvent, body: Vec<u8>) {
-    let value = registry.encode(event);
-    let key = event.identity_key();
+fn push(plan: &mut Plan, record_id: &str, generation: i64, event: &OutcomeEvent, body: Vec<u8>) {
     plan.entries.push(Entry {
         record_id: record_id.to_string(),
         event_id: event.event_id.clone(),
         generation,
         revision: event.revision,
-        identity: key.clone(),
+        reported_at: event.reported_at,
         content: body,
-        withdrawn: event.withdrawn,
-        value: value.clone(),
     });
-    plan.messages.push((key, value));
+    plan.messages.push((event.identity_key(), Registry::builtin().encode(event)));
+    plan.ends.push(plan.messages.len());
     plan.published += 1;
     plan.withdrawn += u64::from(event.withdrawn);
 }

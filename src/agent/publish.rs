@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::deliver::DeliveryError;
 use super::export::{read_export, ExportError, RowError};
+use super::ledger::BATCH;
 use super::ledger::{Ledger, LedgerError};
 use super::plan::{plan, Plan, Warning};
 use super::secrets::{check_secrets, SecretError};
@@ -201,12 +202,75 @@ async fn accept_file(
     progress: bool,
 ) -> Result<(FileSummary, u64), PublishError> {
     let file = path.display().to_string();
+    let started = std::time::Instant::now();
     let export = read_export(path, &settings.exports)?;
+    let read_ms = started.elapsed().as_millis() as u64;
     let now = chrono::Utc::now().timestamp_millis();
     let p = plan(settings, ledger, &file, export.rows, export.errors, now)?;
+    let plan_ms = started.elapsed().as_millis() as u64 - read_ms;
+    let drained = if pipelined(settings, producer, ledger, &p).await? {
+        record_and_send(settings, producer, ledger, &file, &p).await?;
+        None
+    } else {
+        record(settings, producer, ledger, &file, &p, progress).await?
+    };
+    let record_ms = started.elapsed().as_millis() as u64 - read_ms - plan_ms;
+    for r in &p.rejected {
+        warn!(file = %r.file, line = r.line, reason = %r.reason, "Row rejected.");
+    }
+    for w in &p.warnings {
+        warn!(%file, line = w.line, warning = %w.warning, "Export warning.");
+    }
+    let s = FileSummary { notes: export.notes, ..FileSummary::of_plan(file, &p) };
+    info!(file = %s.file, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, read_ms, plan_ms, record_ms, "Export planned.");
+    Ok((s, drained.unwrap_or(0)))
+}
+
+/// A plan large enough to be worth it goes out while it is being recorded,
+/// when nothing older waits in the outbox (it would go out after it) and
+/// the broker answers (otherwise the usual drain waits for it, and says so).
+async fn pipelined(
+    settings: &AgentSettings,
+    producer: &Sender,
+    ledger: &Ledger,
+    p: &Plan,
+) -> Result<bool, PublishError> {
+    Ok(p.messages.len() > BATCH && ledger.outbox_len()? == 0 && producer.answers(&settings.kafka.topic).await)
+}
+
+/// Records the plan a batch at a time, each batch sent as soon as it is in
+/// the outbox: Kafka and the broker work while the next batch is recorded.
+/// A crash part-way leaves the batches before it recorded; publishing the
+/// file again finds those rows unchanged and records the rest.
+async fn record_and_send(
+    settings: &AgentSettings,
+    producer: &mut Sender,
+    ledger: &mut Ledger,
+    file: &str,
+    p: &Plan,
+) -> Result<(), PublishError> {
+    ledger.check_room(file, p.messages.len() as u64, settings.spool_limit)?;
+    for part in p.parts(BATCH) {
+        let seqs = ledger.record_part(&part.entries, &part.messages)?;
+        producer.offer(settings, ledger, &seqs, &part.messages).await?;
+    }
+    Ok(())
+}
+
+/// Records the plan in one transaction; when it does not fit, delivers the
+/// outbox and tries once more. Returns how many messages were delivered to
+/// make room.
+async fn record(
+    settings: &AgentSettings,
+    producer: &mut Sender,
+    ledger: &mut Ledger,
+    file: &str,
+    p: &Plan,
+    progress: bool,
+) -> Result<Option<u64>, PublishError> {
     let mut drained = None;
     // Delivering only removes outbox messages, so the plan stays valid.
-    while let Err(e) = ledger.accept(&file, &p.entries, &p.messages, None, settings.spool_limit) {
+    while let Err(e) = ledger.accept(file, &p.entries, &p.messages, None, settings.spool_limit) {
         match e {
             LedgerError::SpoolFull { current, .. } if current > 0 && drained.is_none() => {
                 info!(%file, outbox = current, "No room in the outbox: delivering it first.");
@@ -218,15 +282,7 @@ async fn accept_file(
             e => return Err(e.into()),
         }
     }
-    for r in &p.rejected {
-        warn!(file = %r.file, line = r.line, reason = %r.reason, "Row rejected.");
-    }
-    for w in &p.warnings {
-        warn!(%file, line = w.line, warning = %w.warning, "Export warning.");
-    }
-    let s = FileSummary { notes: export.notes, ..FileSummary::of_plan(file, &p) };
-    info!(file = %s.file, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, "Export planned.");
-    Ok((s, drained.unwrap_or(0)))
+    Ok(drained)
 }
 
 /// Sends the last published revision of every record again: the hub counts

@@ -9,15 +9,17 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use indicatif::ProgressBar;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use tokio::sync::mpsc;
+use tokio::time::Interval;
 use tracing::warn;
 
 use super::deliver::{progress_bar, DeliveryError, QuietContext, BATCH};
-use super::ledger::{Ledger, Outgoing};
+use super::ledger::Ledger;
 use crate::config::AgentSettings;
 use crate::kafka;
 
@@ -29,6 +31,9 @@ const IN_FLIGHT: usize = 4;
 /// what it is waiting for.
 const ASK_EVERY: Duration = Duration::from_secs(2);
 const NOTE_EVERY: Duration = Duration::from_secs(5);
+/// Messages offered straight after recording that may be in flight at
+/// once: memory stays bounded however large the file.
+const OFFERED: u64 = 50_000;
 
 /// What the delivery callback reports: the message's outbox seq, and the
 /// error when Kafka refused it or it timed out.
@@ -61,6 +66,7 @@ impl ProducerContext for AckContext {
 pub(crate) struct Sender {
     producer: Arc<ThreadedProducer<AckContext>>,
     acks: mpsc::UnboundedReceiver<Ack>,
+    flight: Flight,
 }
 
 /// A message Kafka has not acknowledged within `give_up_after_s` fails, so
@@ -75,7 +81,7 @@ pub(crate) fn sender(settings: &AgentSettings) -> Result<Sender, DeliveryError> 
     let producer = kafka::client_config(&settings.kafka.bootstrap, &defaults, &settings.kafka.librdkafka)
         .create_with_context(AckContext { quiet: QuietContext::default(), acks: tx })
         .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })?;
-    Ok(Sender { producer: Arc::new(producer), acks })
+    Ok(Sender { producer: Arc::new(producer), acks, flight: Flight::default() })
 }
 
 /// One batch in flight: its seqs are all above the batch before's.
@@ -103,19 +109,38 @@ impl InFlight {
     }
 }
 
+/// The batches handed to librdkafka and not yet settled, oldest first, and
+/// what became of those that were: kept across files, so that a file's
+/// batches can go out while the next part of it is being recorded.
+#[derive(Default)]
+struct Flight {
+    flying: VecDeque<InFlight>,
+    /// The last seq handed over: the outbox is read on from there.
+    after: i64,
+    acked: u64,
+    /// The first batch with a failure: no new batch goes out after it.
+    failed: Option<InFlight>,
+}
+
+impl Flight {
+    fn messages(&self) -> u64 {
+        self.flying.iter().map(|b| b.left).sum()
+    }
+}
+
 impl Sender {
     /// Hands every message of `batch` to librdkafka; one it refuses at once
     /// counts as failed.
-    async fn produce(&self, topic: &str, batch: &[Outgoing]) -> InFlight {
+    async fn produce<'a>(&self, topic: &str, batch: &[(i64, &'a str, &'a [u8])]) -> InFlight {
         let size = batch.len() as u64;
-        let (first_seq, last_seq) = (batch.first().map_or(0, |m| m.seq), batch.last().map_or(0, |m| m.seq));
+        let (first_seq, last_seq) = (batch.first().map_or(0, |m| m.0), batch.last().map_or(0, |m| m.0));
         let mut f = InFlight { first_seq, last_seq, size, left: size, ..InFlight::default() };
-        for m in batch {
-            let Ok(opaque) = usize::try_from(m.seq) else {
-                f.settle(m.seq, Some(format!("outbox seq {} out of range", m.seq)));
+        for &(seq, key, value) in batch {
+            let Ok(opaque) = usize::try_from(seq) else {
+                f.settle(seq, Some(format!("outbox seq {seq} out of range")));
                 continue;
             };
-            let mut record = BaseRecord::with_opaque_to(topic, opaque).key(m.key.as_str()).payload(m.value.as_slice());
+            let mut record = BaseRecord::with_opaque_to(topic, opaque).key(key).payload(value);
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,
@@ -125,7 +150,7 @@ impl Sender {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((e, _)) => {
-                        f.settle(m.seq, Some(e.to_string()));
+                        f.settle(seq, Some(e.to_string()));
                         break;
                     }
                 }
@@ -134,6 +159,79 @@ impl Sender {
         f
     }
 
+    /// Whether the broker answers a metadata request within a second.
+    pub(crate) async fn answers(&self, topic: &str) -> bool {
+        let (p, topic) = (self.producer.clone(), topic.to_string());
+        let asked =
+            tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&topic), Duration::from_secs(1)));
+        matches!(asked.await, Ok(Ok(_)))
+    }
+
+    /// Removes the front batch from the outbox once all its messages are
+    /// settled, or waits for the next acknowledgement (saying every
+    /// `NOTE_EVERY` what it waits for). `false` when nothing is in flight.
+    async fn step(
+        &mut self,
+        ledger: &mut Ledger,
+        bar: &ProgressBar,
+        note: &mut Interval,
+        bootstrap: &str,
+    ) -> Result<bool, DeliveryError> {
+        match self.flight.flying.front() {
+            None => return Ok(false),
+            Some(front) if front.left == 0 => {
+                let done = self.flight.flying.pop_front().expect("a front batch");
+                ledger.acknowledge(&done.acked)?;
+                self.flight.acked += done.acked.len() as u64;
+                if done.failed > 0 && self.flight.failed.is_none() {
+                    self.flight.failed = Some(done);
+                }
+                return Ok(true);
+            }
+            Some(_) => {}
+        }
+        tokio::select! {
+            ack = self.acks.recv() => {
+                let (seq, error) = ack.expect("the producer, which holds the sending half, outlives the run");
+                // An acknowledgement left over from an earlier drain that stopped early belongs to no batch here.
+                if let Some(batch) = self.flight.flying.iter_mut().find(|b| (b.first_seq..=b.last_seq).contains(&seq)) {
+                    batch.settle(seq, error);
+                    bar.inc(1);
+                }
+            }
+            _ = note.tick() => {
+                let left = ledger.outbox_len()?;
+                warn!(%bootstrap, outbox = left, "Waiting for the broker at {bootstrap}: {left} messages in the outbox.");
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends a batch just recorded in the outbox at once, from memory, once
+    /// fewer than `OFFERED` messages are in flight; none after a failure
+    /// (it stays in the outbox for the final drain to report).
+    pub(crate) async fn offer(
+        &mut self,
+        settings: &AgentSettings,
+        ledger: &mut Ledger,
+        seqs: &[i64],
+        messages: &[&(String, Vec<u8>)],
+    ) -> Result<(), DeliveryError> {
+        let (bar, mut note) = (ProgressBar::hidden(), note_interval());
+        while self.flight.failed.is_none() && self.flight.messages() >= OFFERED {
+            self.step(ledger, &bar, &mut note, &settings.kafka.bootstrap).await?;
+        }
+        if self.flight.failed.is_some() {
+            return Ok(());
+        }
+        let Some(&last) = seqs.last() else { return Ok(()) };
+        self.flight.after = last;
+        let batch: Vec<(i64, &str, &[u8])> =
+            seqs.iter().zip(messages).map(|(&seq, (k, v))| (seq, k.as_str(), v.as_slice())).collect();
+        let f = self.produce(&settings.kafka.topic, &batch).await;
+        self.flight.flying.push_back(f);
+        Ok(())
+    }
     /// Asks the broker for the topic's metadata until it answers, saying each
     /// time what it waits for, and gives up after `give_up_after_s`.
     /// librdkafka alone would queue the messages and retry in silence for as
@@ -167,9 +265,14 @@ impl Sender {
     }
 }
 
-/// Sends the whole outbox once and returns how many messages were
-/// acknowledged. Issues no new batch after one with a failure: the broker is
-/// then down or refusing, and every further batch would only wait out
+fn note_interval() -> Interval {
+    tokio::time::interval_at(tokio::time::Instant::now() + NOTE_EVERY, NOTE_EVERY)
+}
+
+/// Sends the whole outbox once (after what [`Sender::offer`] sent, which it
+/// awaits) and returns how many messages were acknowledged in this run.
+/// Issues no new batch after one with a failure: the broker is then down or
+/// refusing, and every further batch would only wait out
 /// `message.timeout.ms` too (those already in flight are awaited, and what
 /// they got acknowledged leaves the outbox).
 pub(crate) async fn drain(
@@ -180,51 +283,30 @@ pub(crate) async fn drain(
 ) -> Result<u64, DeliveryError> {
     let outbox = ledger.outbox_len()?;
     if outbox == 0 {
-        return Ok(0);
+        return Ok(std::mem::take(&mut sender.flight.acked));
     }
-    sender.wait_for_broker(settings, ledger).await?;
+    if sender.flight.flying.is_empty() {
+        sender.wait_for_broker(settings, ledger).await?;
+    }
     let (bar, topic, bootstrap) = (progress_bar(outbox, progress), &settings.kafka.topic, &settings.kafka.bootstrap);
-    let (mut after, mut acked) = (0, 0u64);
-    let mut flying: VecDeque<InFlight> = VecDeque::new();
-    let mut failed: Option<InFlight> = None;
-    let mut note = tokio::time::interval_at(tokio::time::Instant::now() + NOTE_EVERY, NOTE_EVERY);
+    let mut note = note_interval();
     loop {
-        while failed.is_none() && flying.len() < IN_FLIGHT {
-            let batch = ledger.pending_after(after, BATCH)?;
+        while sender.flight.failed.is_none() && sender.flight.flying.len() < IN_FLIGHT {
+            let batch = ledger.pending_after(sender.flight.after, BATCH)?;
             let Some(last) = batch.last() else { break };
-            after = last.seq;
-            flying.push_back(sender.produce(topic, &batch).await);
+            sender.flight.after = last.seq;
+            let batch: Vec<(i64, &str, &[u8])> =
+                batch.iter().map(|m| (m.seq, m.key.as_str(), m.value.as_slice())).collect();
+            let f = sender.produce(topic, &batch).await;
+            sender.flight.flying.push_back(f);
         }
-        match flying.front() {
-            None => break,
-            Some(front) if front.left == 0 => {
-                let done = flying.pop_front().expect("a front batch");
-                ledger.acknowledge(&done.acked)?;
-                acked += done.acked.len() as u64;
-                if done.failed > 0 && failed.is_none() {
-                    failed = Some(done);
-                }
-                continue;
-            }
-            Some(_) => {}
-        }
-        tokio::select! {
-            ack = sender.acks.recv() => {
-                let (seq, error) = ack.expect("the producer, which holds the sending half, outlives the run");
-                // An acknowledgement left over from an earlier drain that stopped early belongs to no batch here.
-                if let Some(batch) = flying.iter_mut().find(|b| (b.first_seq..=b.last_seq).contains(&seq)) {
-                    batch.settle(seq, error);
-                    bar.inc(1);
-                }
-            }
-            _ = note.tick() => {
-                let left = outbox.saturating_sub(acked);
-                warn!(%bootstrap, outbox = left, "Waiting for the broker at {bootstrap}: {left} messages in the outbox.");
-            }
+        if !sender.step(ledger, &bar, &mut note, bootstrap).await? {
+            break;
         }
     }
     bar.finish_and_clear();
-    match failed {
+    let acked = std::mem::take(&mut sender.flight.acked);
+    match sender.flight.failed.take() {
         None => Ok(acked),
         Some(f) => Err(DeliveryError::Undelivered {
             failed: f.failed,
