@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod event;
 pub mod operations;
+pub mod partition;
 pub mod reason;
 pub mod totals;
 
@@ -16,6 +17,7 @@ pub use event::{
     SeizureItem,
 };
 pub use operations::{Operation, Operations, UnknownOperation};
+pub use partition::partition_for;
 pub use reason::Reason;
 pub use totals::Totals;
 
