@@ -30,6 +30,8 @@
 //! - [`asof`]: totals as they stood at a moment, and the difference between
 //!   two moments, recomputed from the store's history by the engine.
 //! - [`kafka`]: shared rdkafka client settings, topic creation and lag.
+//! - [`trust`]: who may speak for a force (§7): the signed bytes, signing,
+//!   the hub's keyring and its checks, private key files. No Kafka.
 //! - [`loadgen`]: a deterministic synthetic event stream for benchmarks and
 //!   crash tests (pure).
 //! - [`config`]: the `Settings` trees of the hub and the agent, loaded and
@@ -54,3 +56,4 @@ pub mod report;
 pub mod rollup;
 pub mod store;
 pub mod telemetry;
+pub mod trust;
