@@ -1,9 +1,10 @@
 //! The command line (clap derive) and what each subcommand does.
 
 mod args;
+mod keys;
 mod records;
 
-pub use args::{AgentCommand, AuditCommand, Cli, Command, DlqCommand, SchemaCommand, TokenCommand};
+pub use args::{AgentCommand, AuditCommand, Cli, Command, DlqCommand, KeysCommand, SchemaCommand, TokenCommand};
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -205,6 +206,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(command) => keys::run(command),
         Command::Schema(SchemaCommand::Check { dir }) => schema_check(&dir),
         Command::Loadgen { config, reports, seed, shape } => {
             let settings = HubSettings::load(&config)?;
