@@ -323,3 +323,73 @@ async fn events_signed_by_an_independent_signer_are_counted() {
     assert!(refusals(&hub).is_empty(), "{:#?}", refusals(&hub));
     assert_eq!(totals(&hub, "OP-1").joint.arrests, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_generate_makes_a_working_key_and_no_secret_or_identifier_reaches_the_logs_at_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_jointops");
+    let key_file = dir.path().join("mps.key");
+    let out = Command::new(bin)
+        .args(["keys", "generate", "--force", "MPS", "--id", "MPS-LOG-1", "--out"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let entry = String::from_utf8(out.stdout).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let loaded = jointops::trust::load_signing_key(&key_file).unwrap();
+    let (private, public) = (b64(loaded.key.as_bytes()), b64(loaded.key.verifying_key().as_bytes()));
+    assert!(entry.contains(&public) && !entry.contains(&private), "{entry}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&private));
+
+    // The printed entry, as is, in a hub config that requires signatures.
+    let hub = op1_hub(dir.path()).await;
+    let config = dir.path().join("hub.toml");
+    let k = &hub.kafka;
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\n[store]\npath = \"hub.sqlite\"\n\
+             [[operations]]\nid = \"OP-1\"\nstarts = \"2023-10-09T00:00:00Z\"\nends = \"2023-10-16T00:00:00Z\"\n\
+             [trust]\nrequire_signatures = true\n{entry}",
+            k.bootstrap, k.topic, k.dlq_topic
+        ),
+    )
+    .unwrap();
+    let settings = HubSettings::load(&config).unwrap();
+    let mut good: Vec<HeadedRecord> =
+        (0..5).map(|i| signed(&op1_arrest("MPS", &format!("IDENT-GOOD-{i}")), "MPS-LOG-1", &loaded.key)).collect();
+    let mut tampered = signed(&op1_arrest("MPS", "IDENT-TAMPERED"), "MPS-LOG-1", &loaded.key);
+    tampered.1 = Registry::builtin().encode(&op1_arrest("MPS", "IDENT-TAMPERED-2"));
+    let forged = signed(&op1_arrest("KENT", "IDENT-FORGED"), "MPS-LOG-1", &loaded.key);
+    let (uk, uv) = encoded(&op1_arrest("MPS", "IDENT-UNSIGNED"));
+    good.extend([tampered, forged, (uk, uv, vec![])]);
+    send_headed(&producer(&k.bootstrap), &k.topic, &good).await;
+
+    let log = dir.path().join("rollup.log");
+    let mut child = Command::new(bin)
+        .args(["rollup", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_caught_up(&settings, Duration::from_secs(60)).await;
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(totals(&settings, "OP-1").joint.arrests, 5);
+    assert_eq!(dead_letters(&settings).values().sum::<i64>(), 3);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Rollup stopped."), "{text}");
+    let signatures: Vec<String> = good.iter().flat_map(|r| r.2.iter().skip(1)).map(|(_, s)| hex::encode(s)).collect();
+    let mut secret = vec![private, public, "IDENT-".into(), "OP-1/MPS/".into(), "MPS-LOG-1".into()];
+    secret.extend(signatures.iter().cloned());
+    secret.extend(good.iter().flat_map(|r| r.2.iter().skip(1)).map(|(_, s)| b64(s)));
+    for s in secret {
+        assert!(!text.contains(&s), "the info log holds {s:?}:\n{text}");
+    }
+}
