@@ -1,5 +1,6 @@
-//! The pure domain: events, validity, the hub's operations, the counting
-//! engine and totals. Nothing here does I/O or knows Kafka, SQL or Avro.
+//! The pure domain: events, validity, the hub's operations, the partitioner,
+//! the counting engine and totals. Nothing here does I/O or knows Kafka, SQL
+//! or Avro.
 
 pub mod engine;
 pub mod event;

@@ -287,6 +287,9 @@ async fn consume(
     let started = Instant::now();
     let operations = settings.operations().map_err(anyhow::Error::msg)?;
     let keyring = settings.keyring().map_err(anyhow::Error::msg)?;
+    if keyring.require_signatures() && keyring.is_empty() {
+        warn!("Signatures are required but [trust] lists no keys: every record will be dead-lettered.");
+    }
     let engine = load_engine(store.as_ref(), registry, &operations)?;
     info!(
         reports = engine.report_count(),
