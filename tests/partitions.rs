@@ -47,7 +47,8 @@ async fn a_record_on_another_partition_is_dead_lettered_and_replayed_to_its_own(
     let home = partition_for(&key, 6);
     let elsewhere = (home + 3) % 6;
     let beside = op1_arrest("KENT", "beside");
-    send_raw(&p, &hub.kafka.topic, &[(Some(key.clone()), Some(Registry::builtin().encode(&stray)), Some(elsewhere))]).await;
+    send_raw(&p, &hub.kafka.topic, &[(Some(key.clone()), Some(Registry::builtin().encode(&stray)), Some(elsewhere))])
+        .await;
     send_events(&p, &hub.kafka.topic, std::slice::from_ref(&beside)).await;
 
     let rollup = RunningRollup::start(&hub).await;

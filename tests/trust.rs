@@ -288,7 +288,7 @@ async fn events_signed_by_an_independent_signer_are_counted() {
     let input = dir.path().join("unsigned.txt");
     let lines: String = events
         .iter()
-        .map(|e| encoded(e))
+        .map(encoded)
         .map(|(k, v)| format!("{}\t{}\n", String::from_utf8(k).unwrap(), hex::encode(v)))
         .collect();
     std::fs::write(&input, lines).unwrap();
