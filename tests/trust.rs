@@ -393,3 +393,46 @@ async fn keys_generate_makes_a_working_key_and_no_secret_or_identifier_reaches_t
         assert!(!text.contains(&s), "the info log holds {s:?}:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_signs_each_forces_events_with_its_key_and_a_hub_requiring_signatures_counts_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_jointops");
+    let mut hub = hub(
+        dir.path(),
+        vec![operation(jointops::loadgen::OPERATION, "2023-10-01T00:00:00Z", "2023-11-01T00:00:00Z", None)],
+    );
+    hub.trust.require_signatures = true;
+    let mut key_args = Vec::new();
+    for force in jointops::loadgen::FORCES {
+        let file = dir.path().join(format!("{force}.key"));
+        let key = jointops::trust::generate(force, &format!("LOAD-{force}")).unwrap();
+        jointops::trust::write_signing_key(&file, &key).unwrap();
+        hub.trust.keys.push(entry(force, &key.id, &key.key));
+        key_args.extend(["--signing-key".to_string(), file.display().to_string()]);
+    }
+    let config = dir.path().join("hub.toml");
+    let k = &hub.kafka;
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\n[store]\npath = \"hub.sqlite\"\n",
+            k.bootstrap, k.topic, k.dlq_topic
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["loadgen", "--reports", "300", "--seed", "5", "--config"])
+        .arg(&config)
+        .args(&key_args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run_until_caught_up(&hub).await;
+    assert!(refusals(&hub).is_empty(), "{:#?}", refusals(&hub));
+    let mut reference = Engine::new();
+    for e in jointops::loadgen::generate(300, 5) {
+        let _ = reference.apply(e);
+    }
+    assert_eq!(&totals(&hub, jointops::loadgen::OPERATION), reference.totals(jointops::loadgen::OPERATION).unwrap());
+}

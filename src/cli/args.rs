@@ -127,6 +127,10 @@ pub enum Command {
         /// `joint_ref` (the cost of the largest joint outcome).
         #[arg(long, value_enum, default_value = "mixed")]
         shape: crate::loadgen::Shape,
+        /// A force's signing key (`keys generate`; repeat for several
+        /// forces): that force's events are signed, the others' sent unsigned.
+        #[arg(long = "signing-key", value_name = "FILE")]
+        signing_keys: Vec<PathBuf>,
     },
 }
 
