@@ -26,7 +26,8 @@ rollup_bin="${JOINTOPS_BIN:-$bin}"
 cfg="$here/bench-hub.toml"
 
 [[ -n "${JOINTOPS_NO_BUILD:-}" ]] || cargo build --release --quiet
-"$here/kafka.sh" start >/dev/null
+# A broker already answering (started from another checkout, say) is used as it is.
+(exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null || "$here/kafka.sh" start >/dev/null
 key_args=()
 label="$shape"
 if [[ -n "${BENCH_SIGNED:-}" ]]; then
