@@ -436,3 +436,27 @@ async fn loadgen_signs_each_forces_events_with_its_key_and_a_hub_requiring_signa
     }
     assert_eq!(&totals(&hub, jointops::loadgen::OPERATION), reference.totals(jointops::loadgen::OPERATION).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_signed_by_a_key_the_hub_did_not_know_is_replayed_once_the_key_is_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let (known, new) = (key(31), key(32));
+    let mut hub = signed_hub(dir.path(), vec![entry("MPS", "MPS-1", &known)]).await;
+    let early = signed(&op1_arrest("MPS", "early-key"), "MPS-2", &new);
+    send_headed(&producer(&hub.kafka.bootstrap), &hub.kafka.topic, &[early]).await;
+    run_until_caught_up(&hub).await;
+    assert_eq!(dead_letters(&hub).get("bad-signature"), Some(&1));
+
+    let outcome = jointops::rollup::replay::replay(&hub, None, false).await.unwrap();
+    assert!(outcome.replayed.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.still_refused[0].2, "unknown key id MPS-2");
+
+    // The force's new key reaches the hub: the record, with its original
+    // headers, now passes and counts once.
+    hub.trust.keys.push(entry("MPS", "MPS-2", &new));
+    let outcome = jointops::rollup::replay::replay(&hub, None, false).await.unwrap();
+    assert_eq!(outcome.replayed.len(), 1, "{outcome:?}");
+    run_until_caught_up(&hub).await;
+    assert_eq!(totals(&hub, "OP-1").joint.arrests, 1);
+    assert!(jointops::rollup::replay::replay(&hub, None, false).await.unwrap().replayed.is_empty());
+}
