@@ -5,7 +5,8 @@
 //! - [`access`]: roles and what each may see; token generation and hashing.
 //!   Pure: tokens and the access log live in the store.
 //! - [`domain`]: pure. Events, validity, the hub's operations (R6), the
-//!   counting engine (R1–R5) and totals. No I/O, no Kafka, SQL or Avro.
+//!   partitioner (§3), the counting engine (R1–R5) and totals. No I/O, no
+//!   Kafka, SQL or Avro.
 //! - [`codec`]: Avro single-object encoding of events: the schema versions in
 //!   `schemas/`, fingerprints, a fast codec for the current version and
 //!   schema resolution for older ones. No Kafka.
@@ -13,9 +14,9 @@
 //!   arrays, CSV), pseudonymiser, the ledger and fsync'd outbox, the check of
 //!   each operation's secret against the ledger's fingerprint, delivery, and
 //!   `watch` (the agent as a service on an inbox folder).
-//! - [`rollup`]: the hub's consumer loop: decode → check → apply → dead-letter
-//!   → persist in batches, with offsets in the same transaction as the state;
-//!   rebuilds, and dead-letter replay.
+//! - [`rollup`]: the hub's consumer loop: partition and signature → decode →
+//!   check → apply → dead-letter → persist in batches, with offsets in the
+//!   same transaction as the state; rebuilds, and dead-letter replay.
 //! - [`store`]: narrow traits (state, readers, dead-letter log, tokens and
 //!   access log) and their SQLite implementation; the hub's own records
 //!   (tokens, the chained access log) in a file of their own that no
@@ -30,6 +31,8 @@
 //! - [`asof`]: totals as they stood at a moment, and the difference between
 //!   two moments, recomputed from the store's history by the engine.
 //! - [`kafka`]: shared rdkafka client settings, topic creation and lag.
+//! - [`trust`]: who may speak for a force (§7): the signed bytes, signing,
+//!   the hub's keyring and its checks, private key files. No Kafka.
 //! - [`loadgen`]: a deterministic synthetic event stream for benchmarks and
 //!   crash tests (pure).
 //! - [`config`]: the `Settings` trees of the hub and the agent, loaded and
@@ -54,3 +57,4 @@ pub mod report;
 pub mod rollup;
 pub mod store;
 pub mod telemetry;
+pub mod trust;

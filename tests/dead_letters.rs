@@ -27,7 +27,7 @@ fn record(e: &OutcomeEvent) -> (Option<Vec<u8>>, Option<Vec<u8>>, Option<i32>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_dead_lettered_with_reasons_and_the_partition_keeps_moving() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = op1_hub(dir.path()).await;
+    let hub = op1_hub_one_partition(dir.path()).await;
     let reg = Registry::builtin();
     let good = arrest("MPS", "g1");
     let mut revision0 = arrest("MPS", "bad-rev");
@@ -49,7 +49,8 @@ async fn bad_input_is_dead_lettered_with_reasons_and_the_partition_keeps_moving(
     let last = arrest("KENT", "g2");
     let key = |s: &str| Some(s.as_bytes().to_vec());
 
-    // Everything on partition 0, so the good events on either side prove it kept moving.
+    // Everything on partition 0 (of one, so each key's own), so the good
+    // events on either side prove it kept moving.
     let records = vec![
         record(&good),
         (key("x"), Some(b"not avro".to_vec()), Some(0)),

@@ -111,7 +111,7 @@ fn invalid_events() -> Vec<Case> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_is_dead_lettered_and_only_valid_events_count() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = op1_hub(dir.path()).await;
+    let hub = op1_hub_one_partition(dir.path()).await;
     let reg = Registry::builtin();
     let key = |s: &str| s.as_bytes().to_vec();
     let good_datum = reg.encode(&base("ok"));

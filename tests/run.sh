@@ -22,10 +22,10 @@ if ! command -v cmake >/dev/null || ! command -v c++ >/dev/null || ! command -v 
 fi
 cargo --version
 
-step "Python with fastavro (the independent Avro implementation of the interop test)"
-if ! .venv/bin/python -c 'import fastavro' 2>/dev/null; then
+step "Python with fastavro and cryptography (the independent Avro implementation and Ed25519 signer of the interop and trust tests)"
+if ! .venv/bin/python -c 'import fastavro, cryptography' 2>/dev/null; then
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check 'fastavro==1.13.1'
+    .venv/bin/pip install -q --disable-pip-version-check 'fastavro==1.13.1' 'cryptography==46.0.3'
 fi
 export JOINTOPS_TEST_PYTHON="$repo/.venv/bin/python"
 

@@ -70,6 +70,9 @@ pub enum Command {
     /// Dead-lettered records: list them, or replay them after a configuration fix.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Event signing keys (contract §7): generate a force's key; measure the cost.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// How far the rollup's store is behind the input topic.
     #[command(after_help = "Example:\n  jointops lag --config hub.toml --wait 60")]
     Lag {
@@ -124,6 +127,10 @@ pub enum Command {
         /// `joint_ref` (the cost of the largest joint outcome).
         #[arg(long, value_enum, default_value = "mixed")]
         shape: crate::loadgen::Shape,
+        /// A force's signing key (`keys generate`; repeat for several
+        /// forces): that force's events are signed, the others' sent unsigned.
+        #[arg(long = "signing-key", value_name = "FILE")]
+        signing_keys: Vec<PathBuf>,
     },
 }
 
@@ -253,6 +260,33 @@ pub enum DlqCommand {
         /// Say what would be replayed, and send nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Write a new private signing key (mode 0600, never over an existing
+    /// file) and print the hub's `[[trust.keys]]` entry for it.
+    #[command(
+        after_help = "Example:\n  jointops keys generate --force MPS --id MPS-2026-01 --out /etc/jointops/MPS-2026-01.key"
+    )]
+    Generate {
+        /// The force the key speaks for, e.g. MPS.
+        #[arg(long)]
+        force: String,
+        /// The key's id, [A-Za-z0-9._:-]{1,64}; unique across the hub's keyring.
+        #[arg(long)]
+        id: String,
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Time signing and the hub's verification of synthetic events on this machine.
+    #[command(after_help = "Example:\n  cargo run --release -- keys bench --events 20000")]
+    Bench {
+        /// Events to sign and verify.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
     },
 }
 

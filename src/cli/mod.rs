@@ -1,9 +1,10 @@
 //! The command line (clap derive) and what each subcommand does.
 
 mod args;
+mod keys;
 mod records;
 
-pub use args::{AgentCommand, AuditCommand, Cli, Command, DlqCommand, SchemaCommand, TokenCommand};
+pub use args::{AgentCommand, AuditCommand, Cli, Command, DlqCommand, KeysCommand, SchemaCommand, TokenCommand};
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -205,10 +206,16 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(command) => keys::run(command),
         Command::Schema(SchemaCommand::Check { dir }) => schema_check(&dir),
-        Command::Loadgen { config, reports, seed, shape } => {
+        Command::Loadgen { config, reports, seed, shape, signing_keys } => {
             let settings = HubSettings::load(&config)?;
-            let n = loadgen(&settings, crate::loadgen::generate_shape(shape, reports, seed)).await?;
+            let mut keys = std::collections::HashMap::new();
+            for path in &signing_keys {
+                let k = crate::trust::load_signing_key(path)?;
+                keys.insert(k.force.clone(), k);
+            }
+            let n = loadgen(&settings, crate::loadgen::generate_shape(shape, reports, seed), &keys).await?;
             println!("published {n} events for {reports} reports to {}", settings.kafka.topic);
             Ok(ExitCode::SUCCESS)
         }
@@ -272,8 +279,15 @@ fn lag(settings: &HubSettings, wait: Option<u64>) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn loadgen(settings: &HubSettings, events: Vec<crate::domain::OutcomeEvent>) -> anyhow::Result<usize> {
+/// Publishes `events`, each signed with its force's key in `keys` if there
+/// is one (contract §7).
+async fn loadgen(
+    settings: &HubSettings,
+    events: Vec<crate::domain::OutcomeEvent>,
+    keys: &std::collections::HashMap<String, crate::trust::LoadedKey>,
+) -> anyhow::Result<usize> {
     use futures::stream::{FuturesUnordered, TryStreamExt};
+    use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let k = &settings.kafka;
@@ -283,11 +297,20 @@ async fn loadgen(settings: &HubSettings, events: Vec<crate::domain::OutcomeEvent
         crate::kafka::client_config(&k.bootstrap, crate::kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?;
     let registry = Registry::builtin();
     for chunk in events.chunks(20_000) {
-        let encoded: Vec<(String, Vec<u8>)> = chunk.iter().map(|e| (e.identity_key(), registry.encode(e))).collect();
+        let encoded: Vec<(String, Vec<u8>, Option<&crate::trust::LoadedKey>)> =
+            chunk.iter().map(|e| (e.identity_key(), registry.encode(e), keys.get(&e.force))).collect();
         let sends: FuturesUnordered<_> = encoded
             .iter()
-            .map(|(key, value)| {
-                producer.send(FutureRecord::to(&k.topic).key(key).payload(value), Duration::from_secs(60))
+            .map(|(key, value, signer)| {
+                let mut record = FutureRecord::to(&k.topic).key(key).payload(value);
+                if let Some(s) = signer {
+                    let signature = crate::trust::sign(&s.key, key.as_bytes(), value);
+                    let headers = OwnedHeaders::new()
+                        .insert(Header { key: crate::trust::KEY_ID_HEADER, value: Some(s.id.as_bytes()) })
+                        .insert(Header { key: crate::trust::SIGNATURE_HEADER, value: Some(&signature[..]) });
+                    record = record.headers(headers);
+                }
+                producer.send(record, Duration::from_secs(60))
             })
             .collect();
         sends.map_err(|(e, _)| e).try_collect::<Vec<_>>().await?;

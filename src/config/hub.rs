@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::{default_bootstrap, default_topic, load, parse_instant, relative_to, ConfigError, RedactedMap};
 use crate::domain::event::{check_force, check_operation};
 use crate::domain::{Operation, Operations};
+use crate::trust::{KeyEntry, Keyring};
 
 fn default_dlq_topic() -> String {
     "jointops.outcomes.dlq".into()
@@ -46,6 +47,50 @@ pub struct HubSettings {
     pub api: ApiSettings,
     #[serde(default)]
     pub operations: Vec<OperationSettings>,
+    #[serde(default)]
+    pub trust: TrustSettings,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[trust]`: the forces' public keys (contract §7). Third parties configure
+/// hubs by these names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSettings {
+    /// False only for a local trial: unsigned records then count, but
+    /// signatures that are present are still checked.
+    #[serde(default = "default_true")]
+    pub require_signatures: bool,
+    #[serde(default)]
+    pub keys: Vec<TrustKeySettings>,
+}
+
+impl Default for TrustSettings {
+    fn default() -> Self {
+        TrustSettings { require_signatures: true, keys: Vec::new() }
+    }
+}
+
+/// One `[[trust.keys]]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustKeySettings {
+    pub force: String,
+    pub id: String,
+    /// Standard base64 of the 32-byte Ed25519 public key.
+    pub public_key: String,
+    /// RFC 3339; the key signs events whose `reported_at` is in
+    /// `[not_before, not_after)`.
+    #[serde(default)]
+    pub not_before: Option<String>,
+    #[serde(default)]
+    pub not_after: Option<String>,
+    /// Lost or stolen: nothing it signed counts.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 fn default_listen() -> String {
@@ -222,6 +267,7 @@ impl HubSettings {
 
     pub fn validate(&self) -> Result<(), String> {
         self.operations().map(|_| ())?;
+        self.keyring().map(|_| ())?;
         if self.kafka.topic == self.kafka.dlq_topic {
             return Err("kafka.topic and kafka.dlq_topic must differ".into());
         }
@@ -244,6 +290,21 @@ impl HubSettings {
             return Err("kafka.partitions and rollup.batch_size must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The keyring as the rollup checks records against it (§7).
+    pub fn keyring(&self) -> Result<Keyring, String> {
+        let t = &self.trust;
+        let mut entries = Vec::with_capacity(t.keys.len());
+        for k in &t.keys {
+            let at = |m: String| format!("trust key {:?}: {m}", k.id);
+            let instant =
+                |name, v: &Option<String>| v.as_deref().map(|v| parse_instant(name, v).map_err(at)).transpose();
+            let (from, until) = (instant("not_before", &k.not_before)?, instant("not_after", &k.not_after)?);
+            let entry = KeyEntry::parse(&k.force, &k.id, &k.public_key, from, until, k.revoked);
+            entries.push(entry.map_err(|e| e.to_string())?);
+        }
+        Keyring::new(t.require_signatures, entries).map_err(|e| e.to_string())
     }
 
     /// The operations as the domain checks them (R6).

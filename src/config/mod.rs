@@ -267,6 +267,32 @@ mod tests {
         assert_eq!(s.kafka.topic, "jointops.outcomes");
         assert_eq!(s.store.path, dir.path().join("data/jointops.sqlite"));
         assert_eq!(s.operations().unwrap().get("OP-1").unwrap().starts, 1_696_806_000_000);
+        assert!(s.trust.require_signatures, "signatures are required unless the config says otherwise");
+    }
+
+    /// The `[trust]` names third parties configure hubs with (contract §7).
+    #[test]
+    fn trust_keys_load_under_the_contracts_names_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="; // §8's public key
+        let text = format!(
+            "[kafka]\n[trust]\nrequire_signatures = false\n[[trust.keys]]\nforce = \"MPS\"\nid = \"MPS-2026-01\"\n\
+             public_key = \"{key}\"\nnot_before = \"2026-01-01T00:00:00Z\"\nnot_after = \"2027-01-01T00:00:00Z\"\n\
+             [[trust.keys]]\nforce = \"MPS\"\nid = \"MPS-2025-01\"\npublic_key = \"{key}\"\nrevoked = true\n"
+        );
+        let s = HubSettings::load(&write(dir.path(), &text)).unwrap();
+        assert!(!s.trust.require_signatures);
+        let ring = s.keyring().unwrap();
+        assert_eq!(ring.len(), 2);
+        let bad = [
+            text.replace("revoked = true", "revokd = true"),
+            text.replace("2027-01-01T00:00:00Z", "next year"),
+            text.replace("MPS-2025-01", "MPS-2026-01"),
+            text.replace(&format!("\"{key}\"\nrevoked"), "\"AAAA\"\nrevoked"),
+        ];
+        for t in bad {
+            assert!(HubSettings::load(&write(dir.path(), &t)).is_err(), "{t}");
+        }
     }
 
     #[test]

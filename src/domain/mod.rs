@@ -1,9 +1,11 @@
-//! The pure domain: events, validity, the hub's operations, the counting
-//! engine and totals. Nothing here does I/O or knows Kafka, SQL or Avro.
+//! The pure domain: events, validity, the hub's operations, the partitioner,
+//! the counting engine and totals. Nothing here does I/O or knows Kafka, SQL
+//! or Avro.
 
 pub mod engine;
 pub mod event;
 pub mod operations;
+pub mod partition;
 pub mod reason;
 pub mod totals;
 
@@ -16,6 +18,7 @@ pub use event::{
     SeizureItem,
 };
 pub use operations::{Operation, Operations, UnknownOperation};
+pub use partition::partition_for;
 pub use reason::Reason;
 pub use totals::Totals;
 

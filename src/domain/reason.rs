@@ -13,12 +13,13 @@ pub enum Reason {
     UnknownOperation,
     ForceNotInOperation,
     OutsideWindow,
+    WrongPartition,
     BadSignature,
     Unsigned,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Undecodable,
         Reason::UnknownSchema,
         Reason::Invalid,
@@ -28,6 +29,7 @@ impl Reason {
         Reason::UnknownOperation,
         Reason::ForceNotInOperation,
         Reason::OutsideWindow,
+        Reason::WrongPartition,
         Reason::BadSignature,
         Reason::Unsigned,
     ];
@@ -44,6 +46,7 @@ impl Reason {
             Reason::UnknownOperation => "unknown-operation",
             Reason::ForceNotInOperation => "force-not-in-operation",
             Reason::OutsideWindow => "outside-window",
+            Reason::WrongPartition => "wrong-partition",
             Reason::BadSignature => "bad-signature",
             Reason::Unsigned => "unsigned",
         }

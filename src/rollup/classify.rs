@@ -1,14 +1,29 @@
 //! What becomes of one consumed record: counted, or dead-lettered with a
 //! reason. No Kafka types here, so every path is testable without a broker.
+//! [`check`] is the record's own checks (the live rollup and `dlq replay`
+//! share them); [`classify`] adds the engine's counting rules.
 
 use crate::codec::Registry;
-use crate::domain::{Applied, Engine, Operations, OutcomeEvent, Reason};
+use crate::domain::{partition_for, Applied, Engine, Operations, OutcomeEvent, Reason};
+use crate::trust::{Keyring, SignatureHeaders};
 
 /// Where a record came from, and what it carries.
 #[derive(Clone, Copy, Debug)]
 pub struct Incoming<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    pub signature: SignatureHeaders<'a>,
+    /// The partition it was read from, of how many the topic has.
+    pub partition: i32,
+    pub partitions: i32,
+}
+
+/// What the checks hold a record against: the hub's configuration.
+#[derive(Clone, Copy)]
+pub struct Checks<'a> {
+    pub registry: &'a Registry,
+    pub operations: &'a Operations,
+    pub keyring: &'a Keyring,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -26,19 +41,46 @@ pub enum Verdict {
     },
 }
 
-fn dead(reason: Reason, detail: String, event: Option<&OutcomeEvent>) -> Verdict {
-    Verdict::Dead { reason, detail, force: event.map(|e| e.force.clone()), event_id: event.map(|e| e.event_id.clone()) }
+/// A record refused by [`check`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dead {
+    pub reason: Reason,
+    pub detail: String,
+    pub force: Option<String>,
+    pub event_id: Option<String>,
 }
 
-/// Decode → validate (§2) → identity key (§3) → the hub's operations (R6) →
-/// the engine (R1–R5).
-pub fn classify(registry: &Registry, operations: &Operations, engine: &mut Engine, msg: Incoming<'_>) -> Verdict {
-    let event = match registry.decode(msg.value.unwrap_or_default()) {
-        Ok(e) => e,
-        Err(e) => return dead(e.reason(), e.to_string(), None),
-    };
+fn dead(reason: Reason, detail: String, event: Option<&OutcomeEvent>) -> Dead {
+    Dead { reason, detail, force: event.map(|e| e.force.clone()), event_id: event.map(|e| e.event_id.clone()) }
+}
+
+/// A keyed record on another partition than its key's (§3). Keyless or
+/// empty-keyed records have no partition of their own: they fail on the key.
+fn wrong_partition(msg: &Incoming<'_>) -> Option<String> {
+    let key = msg.key.filter(|k| !k.is_empty())?;
+    let home = partition_for(key, msg.partitions);
+    (home != msg.partition)
+        .then(|| format!("on partition {} of {}, the key's partition is {home}", msg.partition, msg.partitions))
+}
+
+/// Partition (§3) → signature on the raw bytes (§7) → decode → the key's
+/// force and window (§7) → validate (§2) → identity key (§3) → the hub's
+/// operations (R6). Nothing unauthenticated is decoded.
+pub fn check(c: Checks<'_>, msg: Incoming<'_>) -> Result<OutcomeEvent, Dead> {
+    if let Some(detail) = wrong_partition(&msg) {
+        return Err(dead(Reason::WrongPartition, detail, None));
+    }
+    let value = msg.value.unwrap_or_default();
+    let verified = c
+        .keyring
+        .verify(msg.signature, msg.key.unwrap_or_default(), value)
+        .map_err(|r| dead(r.reason, r.detail, None))?;
+    let event = c.registry.decode(value).map_err(|e| dead(e.reason(), e.to_string(), None))?;
+    if let Some(v) = verified {
+        Keyring::bind(v, &event.force, event.reported_at).map_err(|r| dead(r.reason, r.detail, Some(&event)))?;
+    }
     if let Err(e) = event.validate() {
-        return dead(Reason::Invalid, e.to_string(), Some(&event));
+        return Err(dead(Reason::Invalid, e.to_string(), Some(&event)));
     }
     let expected = event.identity_key();
     if msg.key != Some(expected.as_bytes()) {
@@ -46,11 +88,20 @@ pub fn classify(registry: &Registry, operations: &Operations, engine: &mut Engin
             None => "no key".to_string(),
             Some(k) => format!("key {:?}", String::from_utf8_lossy(&k[..k.len().min(200)])),
         };
-        return dead(Reason::KeyMismatch, format!("{got}, the identity key is {expected:?}"), Some(&event));
+        return Err(dead(Reason::KeyMismatch, format!("{got}, the identity key is {expected:?}"), Some(&event)));
     }
-    if let Err((reason, detail)) = operations.check(&event) {
-        return dead(reason, detail, Some(&event));
+    if let Err((reason, detail)) = c.operations.check(&event) {
+        return Err(dead(reason, detail, Some(&event)));
     }
+    Ok(event)
+}
+
+/// [`check`], then the engine (R1–R5).
+pub fn classify(c: Checks<'_>, engine: &mut Engine, msg: Incoming<'_>) -> Verdict {
+    let event = match check(c, msg) {
+        Ok(e) => e,
+        Err(d) => return Verdict::Dead { reason: d.reason, detail: d.detail, force: d.force, event_id: d.event_id },
+    };
     let (force, event_id) = (event.force.clone(), event.event_id.clone());
     match engine.apply(event) {
         Ok(applied) => Verdict::Counted { applied, changed: applied.changed().then_some((force, event_id)) },
@@ -95,10 +146,17 @@ mod tests {
         }
     }
 
+    /// A hub that does not require signatures, on a one-partition topic.
+    fn raw(engine: &mut Engine, key: Option<&[u8]>, value: Option<&[u8]>) -> Verdict {
+        let ring = Keyring::default();
+        let c = Checks { registry: Registry::builtin(), operations: &ops(), keyring: &ring };
+        let msg = Incoming { key, value, signature: Default::default(), partition: 0, partitions: 1 };
+        classify(c, engine, msg)
+    }
+
     fn run(e: &OutcomeEvent, key: Option<&str>, engine: &mut Engine) -> Verdict {
-        let reg = Registry::builtin();
-        let value = reg.encode(e);
-        classify(reg, &ops(), engine, Incoming { key: key.map(str::as_bytes), value: Some(&value) })
+        let value = Registry::builtin().encode(e);
+        raw(engine, key.map(str::as_bytes), Some(&value))
     }
 
     fn reason(v: Verdict) -> Option<Reason> {
@@ -136,8 +194,7 @@ mod tests {
         moved.revision = 2;
         moved.joint_ref = Some("J".into());
         assert_eq!(reason(run(&moved, Some(&moved.identity_key()), &mut engine)), Some(Reason::IdentityChanged));
-        let reg = Registry::builtin();
-        let v = classify(reg, &ops(), &mut engine, Incoming { key: None, value: None });
+        let v = raw(&mut engine, None, None);
         assert_eq!(reason(v), Some(Reason::Undecodable));
         assert_eq!(engine.totals("OP").unwrap().joint.arrests, 1, "only the good event counts");
     }
@@ -178,7 +235,7 @@ mod tests {
             }
             value.extend_from_slice(&tail);
             let mut engine = Engine::new();
-            let verdict = classify(reg, &ops(), &mut engine, Incoming { key: key.as_deref(), value: Some(&value) });
+            let verdict = raw(&mut engine, key.as_deref(), Some(&value));
             if let Verdict::Counted { .. } = verdict {
                 let e = reg.decode(&value).unwrap();
                 proptest::prop_assert!(e.validate().is_ok());
@@ -196,7 +253,150 @@ mod tests {
             let i = at % value.len();
             value[i] = byte;
             let mut engine = Engine::new();
-            let _ = classify(reg, &ops(), &mut engine, Incoming { key: Some(e.identity_key().as_bytes()), value: Some(&value) });
+            let _ = raw(&mut engine, Some(e.identity_key().as_bytes()), Some(&value));
         }
+    }
+}
+
+/// The checks of §3 (partition) and §7 (signatures), and their order.
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+    use crate::domain::{ArrestOffence, Operation, Outcome};
+    use crate::trust::{sign, KeyEntry};
+    use ed25519_dalek::SigningKey;
+
+    const T: i64 = 1_696_900_000_000;
+
+    fn ops() -> Operations {
+        Operations::new([Operation {
+            id: "OP".into(),
+            name: String::new(),
+            starts: T - 1000,
+            ends: T + 1000,
+            forces: None,
+            utc_offset_ms: 0,
+        }])
+    }
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn ring(require: bool) -> Keyring {
+        let pk = |k: SigningKey| {
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, k.verifying_key().as_bytes())
+        };
+        Keyring::new(
+            require,
+            [
+                KeyEntry::parse("MPS", "MPS-1", &pk(key(1)), Some(T - 10), None, false).unwrap(),
+                KeyEntry::parse("KENT", "KENT-1", &pk(key(2)), None, None, false).unwrap(),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn ev(force: &str) -> OutcomeEvent {
+        OutcomeEvent {
+            event_id: "e1".into(),
+            revision: 1,
+            force: force.into(),
+            operation: "OP".into(),
+            occurred_at: T,
+            reported_at: T,
+            withdrawn: false,
+            joint_ref: None,
+            outcome: Outcome::Arrest { offence_group: ArrestOffence::Other },
+        }
+    }
+
+    /// Classifies `(key, value)` on its own partition of 6, signed by
+    /// `signer` (seed, id) unless `None`.
+    fn go(ring: &Keyring, key: &[u8], value: &[u8], signer: Option<(u8, &str)>, partition: Option<i32>) -> Verdict {
+        let sig = signer.map(|(seed, _)| sign(&self::key(seed), key, value));
+        let signature = SignatureHeaders {
+            key_id: signer.map(|(_, id)| id.as_bytes()),
+            signature: sig.as_ref().map(|s| &s[..]),
+            repeated: false,
+        };
+        let partition = partition.unwrap_or_else(|| partition_for(key, 6));
+        let c = Checks { registry: Registry::builtin(), operations: &ops(), keyring: ring };
+        classify(
+            c,
+            &mut Engine::new(),
+            Incoming { key: Some(key), value: Some(value), signature, partition, partitions: 6 },
+        )
+    }
+
+    fn said(v: Verdict) -> (Option<Reason>, String) {
+        match v {
+            Verdict::Dead { reason, detail, .. } => (Some(reason), detail),
+            Verdict::Counted { .. } => (None, String::new()),
+        }
+    }
+
+    fn encoded(e: &OutcomeEvent) -> (Vec<u8>, Vec<u8>) {
+        (e.identity_key().into_bytes(), Registry::builtin().encode(e))
+    }
+
+    #[test]
+    fn a_signed_event_of_the_keys_force_counts() {
+        let (k, v) = encoded(&ev("MPS"));
+        assert_eq!(said(go(&ring(true), &k, &v, Some((1, "MPS-1")), None)).0, None);
+    }
+
+    #[test]
+    fn a_record_off_its_keys_partition_is_wrong_partition_before_any_other_check() {
+        let (k, v) = encoded(&ev("MPS"));
+        let home = partition_for(&k, 6);
+        let (reason, detail) = said(go(&ring(true), &k, b"junk", None, Some((home + 1) % 6)));
+        assert_eq!(reason, Some(Reason::WrongPartition));
+        assert_eq!(detail, format!("on partition {} of 6, the key's partition is {home}", (home + 1) % 6));
+        assert_eq!(
+            said(go(&ring(true), &k, &v, Some((1, "MPS-1")), Some((home + 1) % 6))).0,
+            Some(Reason::WrongPartition)
+        );
+    }
+
+    #[test]
+    fn unsigned_records_are_refused_whatever_they_hold_where_signatures_are_required() {
+        let (k, v) = encoded(&ev("MPS"));
+        assert_eq!(said(go(&ring(true), &k, &v, None, None)).0, Some(Reason::Unsigned));
+        assert_eq!(said(go(&ring(true), &k, b"not avro", None, None)).0, Some(Reason::Unsigned));
+        assert_eq!(said(go(&ring(false), &k, &v, None, None)).0, None, "a trial hub counts them");
+    }
+
+    #[test]
+    fn the_signature_is_checked_before_the_value_is_decoded() {
+        let (k, _) = encoded(&ev("MPS"));
+        // Garbage signed by a key the hub does not know: never parsed.
+        let (reason, detail) = said(go(&ring(false), &k, b"not avro", Some((9, "MPS-1")), None));
+        assert_eq!((reason, detail.as_str()), (Some(Reason::BadSignature), "signature does not verify (key id MPS-1)"));
+        // Garbage signed well is refused by the decoder, as before.
+        assert_eq!(said(go(&ring(true), &k, b"not avro", Some((1, "MPS-1")), None)).0, Some(Reason::Undecodable));
+    }
+
+    #[test]
+    fn one_forces_key_cannot_speak_for_another() {
+        let (k, v) = encoded(&ev("MPS"));
+        let (reason, detail) = said(go(&ring(true), &k, &v, Some((2, "KENT-1")), None));
+        assert_eq!(
+            (reason, detail.as_str()),
+            (Some(Reason::BadSignature), "key KENT-1 belongs to KENT, the event names MPS")
+        );
+        // Signed by KENT's key but claiming to be MPS's: the signature fails.
+        assert_eq!(said(go(&ring(true), &k, &v, Some((2, "MPS-1")), None)).0, Some(Reason::BadSignature));
+    }
+
+    #[test]
+    fn the_keys_window_is_compared_with_reported_at() {
+        let mut e = ev("MPS");
+        e.reported_at = T - 11;
+        e.occurred_at = T - 11;
+        let (k, v) = encoded(&e);
+        let (reason, detail) = said(go(&ring(true), &k, &v, Some((1, "MPS-1")), None));
+        assert_eq!(reason, Some(Reason::BadSignature));
+        assert!(detail.starts_with("key MPS-1 is valid from "), "{detail}");
     }
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
@@ -23,7 +23,8 @@ use crate::config::HubSettings;
 use crate::domain::{Engine, Operations};
 use crate::kafka;
 use crate::store::{Batch, DeadLetter, HistoryRow, SqliteStore, Store};
-use classify::{classify, Incoming, Verdict};
+use crate::trust::{Keyring, SignatureHeaders};
+use classify::{classify, Checks, Incoming, Verdict};
 
 /// Counters of one run, for the closing log line and for tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,6 +84,9 @@ struct Rollup<'a> {
     settings: &'a HubSettings,
     registry: &'static Registry,
     operations: Operations,
+    keyring: Keyring,
+    /// The input topic's partitions, fixed once events flow (§3).
+    partitions: i32,
     engine: Engine,
     store: Box<dyn Store + Send>,
     producer: FutureProducer,
@@ -96,9 +100,18 @@ struct Rollup<'a> {
 
 impl Rollup<'_> {
     fn handle(&mut self, msg: &BorrowedMessage<'_>) {
-        let incoming = Incoming { key: msg.key(), value: msg.payload() };
+        let headers = msg.headers();
+        let signature = SignatureHeaders::from_headers(headers.iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value)));
+        let incoming = Incoming {
+            key: msg.key(),
+            value: msg.payload(),
+            signature,
+            partition: msg.partition(),
+            partitions: self.partitions,
+        };
         self.stats.consumed += 1;
-        match classify(self.registry, &self.operations, &mut self.engine, incoming) {
+        let checks = Checks { registry: self.registry, operations: &self.operations, keyring: &self.keyring };
+        match classify(checks, &mut self.engine, incoming) {
             Verdict::Counted { changed: Some((force, event_id)), .. } => {
                 let e = self.engine.report(&force, &event_id).expect("a changed report is in the engine");
                 self.pending.operations.insert(e.operation.clone());
@@ -273,6 +286,10 @@ async fn consume(
     let registry = Registry::builtin();
     let started = Instant::now();
     let operations = settings.operations().map_err(anyhow::Error::msg)?;
+    let keyring = settings.keyring().map_err(anyhow::Error::msg)?;
+    if keyring.require_signatures() && keyring.is_empty() {
+        warn!("Signatures are required but [trust] lists no keys: every record will be dead-lettered.");
+    }
     let engine = load_engine(store.as_ref(), registry, &operations)?;
     info!(
         reports = engine.report_count(),
@@ -285,12 +302,21 @@ async fn consume(
     let meta: BaseConsumer = base.create()?;
     let partitions = kafka::partitions(&meta, &k.topic)?;
     let mut consumer = assigned_consumer(settings, store.as_ref(), &partitions)?;
-    info!(topic = %k.topic, partitions = partitions.len(), rebuild = rebuilding.is_some(), "Rollup consuming.");
+    info!(
+        topic = %k.topic,
+        partitions = partitions.len(),
+        rebuild = rebuilding.is_some(),
+        keys = keyring.len(),
+        require_signatures = keyring.require_signatures(),
+        "Rollup consuming."
+    );
 
     let mut r = Rollup {
         settings,
         registry,
         operations,
+        keyring,
+        partitions: partitions.len() as i32,
         engine,
         store,
         producer: kafka::client_config(&k.bootstrap, kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?,

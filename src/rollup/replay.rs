@@ -1,17 +1,22 @@
 //! `dlq replay`: re-submits dead-lettered records to the input topic once the
 //! hub's configuration accepts them (an operation registered late, a window
-//! or a force list corrected). The rollup then counts each once (R1).
+//! or a force list corrected, a key added) and sends a `wrong-partition`
+//! record to its key's partition. The rollup then counts each once (R1).
 
 use futures::stream::{FuturesUnordered, TryStreamExt};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 
+use rdkafka::consumer::BaseConsumer;
+
+use super::classify::{self, Checks, Incoming};
 use crate::codec::Registry;
 use crate::config::HubSettings;
-use crate::domain::Reason;
+use crate::domain::{partition_for, Operations, Reason};
 use crate::kafka;
 use crate::store::{DeadLetter, DeadLetterLog, Position, SqliteStore};
+use crate::trust::{Keyring, SignatureHeaders};
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct ReplayOutcome {
@@ -24,31 +29,59 @@ pub struct ReplayOutcome {
     pub rollup_running: bool,
 }
 
-/// Would the hub, as configured now, get past decoding, validation, the key
-/// and R6 with this record? The counting rules (R1, R2) are the rollup's to
+/// What the current configuration checks a dead letter against.
+struct Current {
+    operations: Operations,
+    keyring: Keyring,
+    partitions: i32,
+}
+
+/// The partition a record is replayed to: its key's (§3), so that a
+/// `wrong-partition` record lands where it counts.
+fn home(d: &DeadLetter, partitions: i32) -> Option<i32> {
+    d.original.key.as_deref().filter(|k| !k.is_empty()).map(|k| partition_for(k, partitions))
+}
+
+/// Would the hub, as configured now, get past the partition, signature,
+/// decoding, validation, key and R6 checks with this record once it is on
+/// its key's partition? The counting rules (R1, R2) are the rollup's to
 /// apply; a conflicting revision stays one, so it is not replayed.
-fn check(settings: &HubSettings, d: &DeadLetter) -> Result<(), (Reason, String)> {
-    if matches!(Reason::parse(&d.reason), Some(Reason::ConflictingRevision | Reason::IdentityChanged)) {
-        return Err((
-            Reason::parse(&d.reason).expect("matched"),
-            "refused by a counting rule, not by configuration".into(),
-        ));
+fn check(now: &Current, d: &DeadLetter) -> Result<(), (Reason, String)> {
+    if let Some(r @ (Reason::ConflictingRevision | Reason::IdentityChanged)) = Reason::parse(&d.reason) {
+        return Err((r, "refused by a counting rule, not by configuration".into()));
     }
-    let event = Registry::builtin()
-        .decode(d.original.value.as_deref().unwrap_or_default())
-        .map_err(|e| (e.reason(), e.to_string()))?;
-    event.validate().map_err(|e| (Reason::Invalid, e.to_string()))?;
-    if d.original.key.as_deref() != Some(event.identity_key().as_bytes()) {
-        return Err((Reason::KeyMismatch, format!("the identity key is {:?}", event.identity_key())));
-    }
-    let operations = settings.operations().map_err(|e| (Reason::UnknownOperation, e))?;
-    operations.check(&event)
+    let o = &d.original;
+    let signature = SignatureHeaders::from_headers(o.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+    let incoming = Incoming {
+        key: o.key.as_deref(),
+        value: o.value.as_deref(),
+        signature,
+        partition: home(d, now.partitions).unwrap_or(0),
+        partitions: now.partitions,
+    };
+    let checks = Checks { registry: Registry::builtin(), operations: &now.operations, keyring: &now.keyring };
+    classify::check(checks, incoming).map(|_| ()).map_err(|d| (d.reason, d.detail))
+}
+
+/// The input topic's partition count, from the broker.
+fn partition_count(settings: &HubSettings) -> anyhow::Result<i32> {
+    let k = &settings.kafka;
+    let meta: BaseConsumer = kafka::client_config(&k.bootstrap, &[], &k.librdkafka).create()?;
+    let n = kafka::partitions(&meta, &k.topic)
+        .map_err(|e| anyhow::anyhow!("cannot read the partitions of {:?} on {}: {e}", k.topic, k.bootstrap))?
+        .len();
+    Ok(n as i32)
 }
 
 pub async fn replay(settings: &HubSettings, reason: Option<&str>, dry_run: bool) -> anyhow::Result<ReplayOutcome> {
     let k = &settings.kafka;
     anyhow::ensure!(settings.store.path.exists(), "no store at {}", settings.store.path.display());
     let mut store = SqliteStore::open(&settings.store.path)?;
+    let now = Current {
+        operations: settings.operations().map_err(anyhow::Error::msg)?,
+        keyring: settings.keyring().map_err(anyhow::Error::msg)?,
+        partitions: partition_count(settings)?,
+    };
     let mut outcome = ReplayOutcome::default();
     let mut ready = Vec::new();
     for d in store.dead_letters(reason)? {
@@ -56,7 +89,7 @@ pub async fn replay(settings: &HubSettings, reason: Option<&str>, dry_run: bool)
             continue;
         }
         let pos = (d.topic.clone(), d.partition, d.offset);
-        match check(settings, &d) {
+        match check(&now, &d) {
             Ok(()) => ready.push(d),
             Err((r, detail)) => outcome.still_refused.push((pos, r.code().to_string(), detail)),
         }
@@ -67,7 +100,8 @@ pub async fn replay(settings: &HubSettings, reason: Option<&str>, dry_run: bool)
     if !dry_run && !ready.is_empty() {
         let producer: FutureProducer =
             kafka::client_config(&k.bootstrap, kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?;
-        let sends: FuturesUnordered<_> = ready.iter().map(|d| send(&producer, &k.topic, d)).collect();
+        let sends: FuturesUnordered<_> =
+            ready.iter().map(|d| send(&producer, &k.topic, home(d, now.partitions), d)).collect();
         sends.try_collect::<Vec<()>>().await?;
         let positions: Vec<Position> = ready.iter().map(|d| (d.topic.clone(), d.partition, d.offset)).collect();
         store.mark_replayed(&positions)?;
@@ -76,7 +110,9 @@ pub async fn replay(settings: &HubSettings, reason: Option<&str>, dry_run: bool)
     Ok(outcome)
 }
 
-async fn send(producer: &FutureProducer, topic: &str, d: &DeadLetter) -> anyhow::Result<()> {
+/// Sends the original to `partition` explicitly: the producer's own
+/// partitioner is not trusted to agree with §3.
+async fn send(producer: &FutureProducer, topic: &str, partition: Option<i32>, d: &DeadLetter) -> anyhow::Result<()> {
     let mut headers = OwnedHeaders::new();
     for (key, value) in &d.original.headers {
         headers = headers.insert(Header { key, value: value.as_deref() });
@@ -84,6 +120,9 @@ async fn send(producer: &FutureProducer, topic: &str, d: &DeadLetter) -> anyhow:
     let from = format!("{}/{}/{}", d.topic, d.partition, d.offset);
     headers = headers.insert(Header { key: "jointops-replay-of", value: Some(from.as_bytes()) });
     let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
     if let Some(k) = &d.original.key {
         record = record.key(k.as_slice());
     }

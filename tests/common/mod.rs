@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use jointops::config::{AgentKafka, AgentOperation, AgentSettings, HubKafka, HubSettings, OperationSettings, Secret};
+use jointops::config::{
+    AgentKafka, AgentOperation, AgentSettings, HubKafka, HubSettings, OperationSettings, Secret, TrustSettings,
+};
 use jointops::domain::{OperationTotals, OutcomeEvent};
 use jointops::store::{SqliteStore, TotalsReader};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -64,6 +66,8 @@ pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
         rollup: jointops::config::RollupSettings { batch_size: 2000, batch_ms: 50, stall_seconds: 5 },
         api: jointops::config::ApiSettings { listen: "127.0.0.1:0".into(), ..Default::default() },
         operations,
+        // Until the agents sign: the fixtures' producers send unsigned records.
+        trust: TrustSettings { require_signatures: false, keys: Vec::new() },
     }
 }
 
@@ -477,7 +481,8 @@ pub fn write_hub_config(dir: &Path, hub: &HubSettings, port: u16) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\n[store]\npath = \"hub.sqlite\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
+            "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\n[store]\npath = \"hub.sqlite\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n\
+             # Until the agents sign.\n[trust]\nrequire_signatures = false\n",
             hub.kafka.bootstrap, hub.kafka.topic, hub.kafka.dlq_topic
         ),
     )
@@ -491,4 +496,34 @@ pub async fn op1_hub(dir: &Path) -> HubSettings {
     let hub = hub(dir, vec![operation("OP-1", "2023-10-09T00:00:00Z", "2023-10-16T00:00:00Z", Some(&["MPS", "KENT"]))]);
     create_topics(&hub).await;
     hub
+}
+
+/// [`op1_hub`] on a one-partition topic: there every record is on its key's
+/// partition (§3), for tests that put records with arbitrary keys on
+/// partition 0 to show that it keeps moving.
+pub async fn op1_hub_one_partition(dir: &Path) -> HubSettings {
+    let mut hub =
+        hub(dir, vec![operation("OP-1", "2023-10-09T00:00:00Z", "2023-10-16T00:00:00Z", Some(&["MPS", "KENT"]))]);
+    hub.kafka.partitions = 1;
+    create_topics(&hub).await;
+    hub
+}
+
+/// `(key, value, headers)` of a record sent with headers, to the partition
+/// the producer's partitioner (Java's murmur2) gives its key.
+pub type HeadedRecord = (Vec<u8>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+/// Sends records with headers and waits for each acknowledgement.
+pub async fn send_headed(p: &FutureProducer, topic: &str, records: &[HeadedRecord]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let sends = records.iter().map(|(k, v, headers)| {
+        let mut h = OwnedHeaders::new();
+        for (name, value) in headers {
+            h = h.insert(Header { key: name, value: Some(value) });
+        }
+        p.send(FutureRecord::<[u8], [u8]>::to(topic).key(k).payload(v).headers(h), Duration::from_secs(30))
+    });
+    for result in futures::future::join_all(sends).await {
+        result.map_err(|(e, _)| e).expect("acknowledged");
+    }
 }
