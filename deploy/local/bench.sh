@@ -23,7 +23,7 @@ bin=target/release/jointops
 rollup_bin="${JOINTOPS_BIN:-$bin}"
 cfg="$here/bench-hub.toml"
 
-[[ -n "${JOINTOPS_NO_BUILD:-}" ]] || cargo build --release --quiet
+[[ -n "${JOINTOPS_NO_BUILD:-}" ]] || { "$here/build-deps.sh" && cargo build --release --quiet; }
 "$here/kafka.sh" start >/dev/null
 "$bin" loadgen --config "$cfg" --reports "$reports" --seed 1 --shape "$shape" | tee "$work/loadgen.txt"
 events=$(awk '{print $2}' "$work/loadgen.txt")
