@@ -247,3 +247,47 @@ async fn an_agent_and_the_hub_count_through_the_secure_broker_with_the_propertie
         panic!("the hub did not count the {} rows {FORCE} published: {why}; the rollup's log:\n{log}", export.rows);
     }
 }
+
+/// The KRaft controller's listener answers only a client with a certificate
+/// of the local CA (the broker's): mutual TLS. `openssl s_client` sends
+/// ApiVersions, which a Kafka listener answers before anything else.
+#[test]
+fn the_controller_listener_answers_only_a_client_with_a_certificate() {
+    use std::io::{Read, Write};
+    require_secure_broker();
+    let controller = std::env::var("JOINTOPS_TEST_SECURE_CONTROLLER").unwrap_or_else(|_| "127.0.0.1:10093".to_string());
+    let s = secrets();
+    let answer = |with_cert: bool| -> Vec<u8> {
+        // timeout(1): a listener that never answers fails the test, not hangs it.
+        let mut cmd = Command::new("timeout");
+        cmd.args(["10", "openssl", "s_client", "-quiet", "-connect", &controller, "-CAfile"]).arg(s.join("ca.pem"));
+        if with_cert {
+            cmd.arg("-cert").arg(s.join("broker.pem")).arg("-key").arg(s.join("broker.key"));
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl runs (tests/run.sh installs it)");
+        // size 10 | ApiVersions v0 | correlation id "join" | no client id
+        let probe = b"\x00\x00\x00\x0a\x00\x12\x00\x00join\xff\xff";
+        child.stdin.as_mut().unwrap().write_all(probe).unwrap();
+        let mut header = vec![0u8; 10];
+        let mut got = 0;
+        let mut out = child.stdout.take().unwrap();
+        while got < header.len() {
+            match out.read(&mut header[got..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        child.kill().ok();
+        child.wait().ok();
+        header.truncate(got);
+        header
+    };
+    assert!(answer(false).is_empty(), "the controller answered a client without a certificate");
+    let header = answer(true);
+    assert_eq!(header.get(4..10), Some(&b"join\x00\x00"[..]), "the broker's certificate: {header:?}");
+}
