@@ -220,6 +220,7 @@ secure_setup() {
   local want applied=$DATA/acls-applied
   want="forces=$KAFKA_FORCES topic=$KAFKA_TOPIC dlq=$KAFKA_DLQ_TOPIC group=$KAFKA_HUB_GROUP"
   [[ -f $applied && $(<"$applied") == "$want" ]] && return 0
+  if [[ -f $applied ]]; then forget_previous "$(<"$applied")"; fi
   say "creating $KAFKA_TOPIC, $KAFKA_DLQ_TOPIC and the ACLs of $(principals | wc -w) principals"
   for p in "$KAFKA_TOPIC" "$KAFKA_DLQ_TOPIC"; do
     admin_tool org.apache.kafka.tools.TopicCommand --create --if-not-exists --topic "$p" \
@@ -238,6 +239,30 @@ secure_setup() {
   acl "${hub[@]}" --operation Write --topic "$KAFKA_DLQ_TOPIC"
   acl "${hub[@]}" --operation Create --topic "$KAFKA_TOPIC" --topic "$KAFKA_DLQ_TOPIC"
   echo "$want" >"$applied"
+}
+
+# The ACLs are to be exactly contract §7's for this start's names: those of
+# the last start go (a force no longer listed also loses its login and
+# properties file), and secure_setup adds the current ones.
+forget_previous() { # the acls-applied line of the last start
+  local old=$1 p forces resources=(--cluster)
+  forces=$(sed -n 's/^forces=\(.*\) topic=.*/\1/p' <<<"$old")
+  for p in topic dlq group; do
+    local name
+    name=$(grep -o "$p=[^ ]*" <<<"$old" | cut -d= -f2)
+    [[ -n $name ]] || continue
+    if [[ $p == group ]]; then resources+=(--group "$name"); else resources+=(--topic "$name"); fi
+  done
+  admin_tool org.apache.kafka.tools.AclCommand --remove --force "${resources[@]}" >/dev/null \
+    || die "could not remove the ACLs of the last start"
+  for p in $forces; do
+    [[ " $KAFKA_FORCES " == *" $p "* ]] && continue
+    say "removing $p, no longer in KAFKA_FORCES"
+    admin_tool org.apache.kafka.tools.ConfigCommand --alter --entity-type users --entity-name "$p" \
+      --delete-config "$SCRAM" >/dev/null || die "could not remove the SCRAM login of $p"
+    sed -i "/^$p /d" "$DATA/scram-users"
+    rm -f "$SECRETS/$p.properties"
+  done
 }
 
 secure_report() {
