@@ -36,7 +36,8 @@
 //! - [`loadgen`]: a deterministic synthetic event stream for benchmarks and
 //!   crash tests (pure).
 //! - [`config`]: the `Settings` trees of the hub and the agent, loaded and
-//!   validated once at start-up.
+//!   validated once at start-up, with the librdkafka properties file that
+//!   `kafka.properties` names folded in.
 //! - [`private`]: files and folders only their owner may read (stores,
 //!   ledgers); used by the store and agent shells.
 //! - [`cli`], [`telemetry`]: command line and logging; `main.rs` only wires.

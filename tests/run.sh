@@ -16,10 +16,11 @@ if command -v rustup >/dev/null; then
     rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
     rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 fi
-# librdkafka is built from source by rdkafka-sys: it needs cmake and a C/C++ compiler.
-if ! command -v cmake >/dev/null || ! command -v c++ >/dev/null || ! command -v python3 >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq cmake g++ python3 python3-venv >/dev/null
+if ! command -v python3 >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
 fi
+# librdkafka is built from source by rdkafka-sys: cmake, a C/C++ compiler, OpenSSL's headers.
+deploy/local/build-deps.sh
 cargo --version
 
 step "Python with fastavro and cryptography (the independent Avro implementation and Ed25519 signer of the interop and trust tests)"
@@ -35,8 +36,19 @@ if ! deploy/local/kafka.sh status >/dev/null 2>&1; then
     deploy/local/kafka.sh start
     started_broker=1
 fi
-stop_broker() { if [[ $started_broker == 1 ]]; then deploy/local/kafka.sh stop; fi; }
+started_secure=0
+stop_broker() {
+    if [[ $started_secure == 1 ]]; then KAFKA_SECURITY=sasl_ssl deploy/local/kafka.sh stop; fi
+    if [[ $started_broker == 1 ]]; then deploy/local/kafka.sh stop; fi
+}
 trap stop_broker EXIT
+
+step "Secure Kafka broker (SASL_SSL on 127.0.0.1:9093; client properties in deploy/local/secrets/)"
+if ! KAFKA_SECURITY=sasl_ssl deploy/local/kafka.sh status >/dev/null 2>&1; then
+    started_secure=1
+fi
+# Also when it runs: start adds the principals and ACLs it may lack.
+KAFKA_SECURITY=sasl_ssl deploy/local/kafka.sh start
 
 step "cargo fmt --check"
 cargo fmt --check

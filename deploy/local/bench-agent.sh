@@ -18,7 +18,7 @@ work="$(mktemp -d)"
 bin="${JOINTOPS_BIN:-target/release/jointops}"   # JOINTOPS_BIN: another build, to compare
 trap 'rm -rf "$work"' EXIT
 
-[[ -n "${JOINTOPS_BIN:-}" ]] || cargo build --release --quiet
+[[ -n "${JOINTOPS_BIN:-}" ]] || { "$here/build-deps.sh" && cargo build --release --quiet; }
 # A broker already answering (started from another checkout, say) is used as it is.
 (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null || "$here/kafka.sh" start >/dev/null
 "$here/kafka.sh" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \

@@ -27,6 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+"$here/build-deps.sh"
 cargo build --release --quiet
 "$here/kafka.sh" start >/dev/null
 "$bin" loadgen --config "$cfg" --reports "$reports" --seed 7

@@ -25,7 +25,7 @@ bin=target/release/jointops
 rollup_bin="${JOINTOPS_BIN:-$bin}"
 cfg="$here/bench-hub.toml"
 
-[[ -n "${JOINTOPS_NO_BUILD:-}" ]] || cargo build --release --quiet
+[[ -n "${JOINTOPS_NO_BUILD:-}" ]] || { "$here/build-deps.sh" && cargo build --release --quiet; }
 # A broker already answering (started from another checkout, say) is used as it is.
 (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null || "$here/kafka.sh" start >/dev/null
 key_args=()

@@ -22,10 +22,7 @@ if ! command -v cargo >/dev/null; then
     echo "cargo is missing: install Rust (https://rustup.rs) and run again" >&2
     exit 1
 fi
-command -v cmake >/dev/null && command -v c++ >/dev/null || {
-    echo "installing the C toolchain librdkafka needs (cmake, g++)"
-    apt-get update -qq && apt-get install -y -qq cmake g++ >/dev/null
-}
+"$here/build-deps.sh" # cmake, g++, libssl-dev, pkg-config: librdkafka is built from source
 cargo build --release --quiet
 
 say "Kafka broker on $bootstrap"

@@ -335,6 +335,7 @@ mod tests {
                 topic: String::new(),
                 give_up_after_s: 1,
                 librdkafka: Default::default(),
+                properties: None,
             },
             operations: [("op".to_string(), AgentOperation::new("OP", Secret::new("s")))].into(),
             spool_limit: crate::config::default_spool_limit(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{check_bootstrap, default_bootstrap, default_topic, load, relative_to, ConfigError, RedactedMap, Secret};
+use super::{check_bootstrap, default_topic, load, relative_to, ConfigError, RedactedMap, Secret};
 use crate::domain::event::{check_force, check_operation};
 use crate::domain::Millis;
 
@@ -108,8 +108,15 @@ pub fn default_give_up_after_s() -> u64 {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentKafka {
-    #[serde(default = "default_bootstrap")]
+    /// Left empty in the file: `kafka.properties`' `bootstrap.servers`, else
+    /// 127.0.0.1:9092 (filled in at load).
+    #[serde(default)]
     pub bootstrap: String,
+    /// A librdkafka properties file (`key=value`, e.g. one that
+    /// deploy/local/kafka.sh leaves per principal), relative to the config's
+    /// folder; `[kafka.librdkafka]` entries win over its settings.
+    #[serde(default)]
+    pub properties: Option<PathBuf>,
     #[serde(default = "default_topic")]
     pub topic: String,
     /// How long `publish` and `resend` wait for an unreachable broker before
@@ -160,6 +167,7 @@ impl fmt::Debug for AgentKafka {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentKafka")
             .field("bootstrap", &self.bootstrap)
+            .field("properties", &self.properties)
             .field("topic", &self.topic)
             .field("give_up_after_s", &self.give_up_after_s)
             .field("librdkafka", &RedactedMap(&self.librdkafka))
@@ -170,6 +178,8 @@ impl fmt::Debug for AgentKafka {
 impl AgentSettings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut s: AgentSettings = load(path)?;
+        let k = &mut s.kafka;
+        super::properties::apply(path, &mut k.properties, &mut k.bootstrap, &mut k.librdkafka)?;
         s.state_dir = relative_to(path, &s.state_dir);
         s.validate().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
         Ok(s)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{default_bootstrap, default_topic, load, parse_instant, relative_to, ConfigError, RedactedMap};
+use super::{default_topic, load, parse_instant, relative_to, ConfigError, RedactedMap};
 use crate::domain::event::{check_force, check_operation};
 use crate::domain::{Operation, Operations};
 use crate::trust::{KeyEntry, Keyring};
@@ -161,8 +161,15 @@ impl Default for ApiSettings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubKafka {
-    #[serde(default = "default_bootstrap")]
+    /// Left empty in the file: `kafka.properties`' `bootstrap.servers`, else
+    /// 127.0.0.1:9092 (filled in at load).
+    #[serde(default)]
     pub bootstrap: String,
+    /// A librdkafka properties file (`key=value`, e.g. one that
+    /// deploy/local/kafka.sh leaves per principal), relative to the config's
+    /// folder; `[kafka.librdkafka]` entries win over its settings.
+    #[serde(default)]
+    pub properties: Option<PathBuf>,
     #[serde(default = "default_topic")]
     pub topic: String,
     #[serde(default = "default_dlq_topic")]
@@ -245,6 +252,7 @@ impl fmt::Debug for HubKafka {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubKafka")
             .field("bootstrap", &self.bootstrap)
+            .field("properties", &self.properties)
             .field("topic", &self.topic)
             .field("dlq_topic", &self.dlq_topic)
             .field("group", &self.group)
@@ -257,6 +265,8 @@ impl fmt::Debug for HubKafka {
 impl HubSettings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut s: HubSettings = load(path)?;
+        let k = &mut s.kafka;
+        super::properties::apply(path, &mut k.properties, &mut k.bootstrap, &mut k.librdkafka)?;
         s.store.path = relative_to(path, &s.store.path);
         s.store.records = s.store.records.as_deref().map(|r| relative_to(path, r));
         s.api.tls_cert = s.api.tls_cert.as_deref().map(|r| relative_to(path, r));

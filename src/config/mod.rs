@@ -11,9 +11,11 @@ use crate::domain::Millis;
 
 mod agent;
 mod hub;
+mod properties;
 
 pub use agent::*;
 pub use hub::*;
+pub use properties::read as read_properties;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -28,6 +30,12 @@ pub enum ConfigError {
          or pass the secret in the environment (JOINTOPS__…) instead"
     )]
     Exposed { path: PathBuf, key: String, mode: u32 },
+    #[error("kafka.properties {path}: {message}")]
+    Properties { path: PathBuf, message: String },
+    #[error(
+        "kafka.properties {path} holds a secret ({key}) and others may read it (mode {mode:03o}): run `chmod 600 {path}`"
+    )]
+    ExposedProperties { path: PathBuf, key: String, mode: u32 },
 }
 
 /// Whether a raw librdkafka setting holds a secret (`sasl.password`,

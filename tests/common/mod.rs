@@ -61,6 +61,7 @@ pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
             group: unique("test-rollup"),
             partitions: 6,
             librdkafka: BTreeMap::new(),
+            properties: None,
         },
         store: jointops::config::StoreSettings { path: dir.join("hub.sqlite"), records: None },
         rollup: jointops::config::RollupSettings { batch_size: 2000, batch_ms: 50, stall_seconds: 5 },
@@ -90,6 +91,7 @@ pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&st
             topic: hub.kafka.topic.clone(),
             give_up_after_s: jointops::config::default_give_up_after_s(),
             librdkafka: BTreeMap::new(),
+            properties: None,
         },
         operations: secrets
             .iter()
