@@ -168,8 +168,16 @@ async fn the_hub_may_read_the_input_topic_in_its_group_and_write_dead_letters() 
     assert_eq!(code(&e), Some(RDKafkaErrorCode::TopicAuthorizationFailed), "{e}");
 }
 
+/// Raw references of the second export: what must never leave the agent.
+const RAW_LINE: &str = "07700 900461";
+const RAW_PERSON: &str = "KNT/PER/7731";
+const SECRET: &str = "secure-test-secret";
+
 /// `jointops rollup` and `jointops agent publish`, each with its principal's
-/// properties file and nothing else about the broker in its config.
+/// properties file and nothing else about the broker in its config, and the
+/// agent signing with a key from `jointops keys generate` that the hub
+/// requires: the whole of contract §7 on one path. The topic's bytes then
+/// hold neither a raw reference nor the secret, and every record is signed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_and_the_hub_count_through_the_secure_broker_with_the_properties_files() {
     require_secure_broker();
@@ -178,8 +186,14 @@ async fn an_agent_and_the_hub_count_through_the_secure_broker_with_the_propertie
     let (hub_props, _, _) = principal("hub");
     let (force_props, _, _) = principal(FORCE);
     let window = "starts = \"2023-10-01T00:00:00Z\"\nends = \"2023-11-01T00:00:00Z\"";
-    // A hub that requires signatures adds its [trust] section here.
-    let trust = "";
+    let key_id = format!("{FORCE}-{}", op.replace(':', "-"));
+    let generated = Command::new(env!("CARGO_BIN_EXE_jointops"))
+        .args(["keys", "generate", "--force", FORCE, "--id", &key_id, "--out"])
+        .arg(dir.path().join("kent.key"))
+        .output()
+        .expect("the binary runs");
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let trust = format!("[trust]\nrequire_signatures = true\n{}", String::from_utf8_lossy(&generated.stdout));
     let hub_cfg = dir.path().join("hub.toml");
     std::fs::write(
         &hub_cfg,
@@ -192,12 +206,25 @@ async fn an_agent_and_the_hub_count_through_the_secure_broker_with_the_propertie
     let agent_cfg = dir.path().join("agent.toml");
     std::fs::write(
         &agent_cfg,
-        format!("force = \"{FORCE}\"\nstate_dir = \"state\"\n[kafka]\nproperties = {force_props:?}\n[operations.sec]\nid = \"{op}\"\n"),
+        format!(
+            "force = \"{FORCE}\"\nstate_dir = \"state\"\nsigning_key = \"kent.key\"\n[kafka]\nproperties = {force_props:?}\n\
+             [operations.sec]\nid = \"{op}\"\n"
+        ),
     )
     .unwrap();
     let export = synthetic_export(&op, 40, 0);
     let export_file = dir.path().join("export.csv");
     std::fs::write(&export_file, &export.csv).unwrap();
+    let refs_file = dir.path().join("refs.csv");
+    std::fs::write(
+        &refs_file,
+        format!(
+            "record_id,kind,operation,occurred_at,joint_ref\n\
+             L1,line_closure,{op},2023-10-11T10:00:00Z,{RAW_LINE}\n\
+             S1,safeguarding,{op},2023-10-11T11:00:00Z,{RAW_PERSON}\n"
+        ),
+    )
+    .unwrap();
 
     let log = std::fs::File::create(dir.path().join("rollup.log")).unwrap();
     let mut rollup = Command::new(env!("CARGO_BIN_EXE_jointops"))
@@ -211,7 +238,9 @@ async fn an_agent_and_the_hub_count_through_the_secure_broker_with_the_propertie
         .args(["agent", "publish", "--no-progress", "--config"])
         .arg(&agent_cfg)
         .arg(&export_file)
-        .env("JOINTOPS__OPERATIONS__SEC__SECRET", "secure-test-secret")
+        .arg(&refs_file)
+        .env("JOINTOPS__OPERATIONS__SEC__SECRET", SECRET)
+        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .output()
         .expect("the binary runs");
@@ -224,6 +253,7 @@ async fn an_agent_and_the_hub_count_through_the_secure_broker_with_the_propertie
         totals.is_some_and(|t| {
             t.joint.get("people_engaged") == Some(export.people_engaged)
                 && t.joint.get("arrests") == Some(export.arrests)
+                && t.joint.get("lines_closed") == Some(1)
         })
     };
     // Until counted, or the deadline, or the rollup ends: then it is stopped either way.
@@ -242,10 +272,60 @@ async fn an_agent_and_the_hub_count_through_the_secure_broker_with_the_propertie
     };
     rollup.kill().ok();
     rollup.wait().ok();
+    let log = std::fs::read_to_string(dir.path().join("rollup.log")).unwrap_or_default();
     if let Err(why) = outcome {
-        let log = std::fs::read_to_string(dir.path().join("rollup.log")).unwrap_or_default();
         panic!("the hub did not count the {} rows {FORCE} published: {why}; the rollup's log:\n{log}", export.rows);
     }
+    let agent_log = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let records = records_of(&op);
+    assert_eq!(records.len(), export.rows + 2, "every row, once");
+    for (what, bytes) in [("the rollup's log", log.as_bytes()), ("the agent's log", agent_log.as_bytes())]
+        .into_iter()
+        .chain(records.iter().map(|r| ("a record on the topic", r.as_slice())))
+    {
+        for secret in [RAW_LINE, "07700900461", RAW_PERSON, SECRET] {
+            assert!(!contains(bytes, secret.as_bytes()), "{what} holds {secret:?}");
+        }
+    }
+}
+
+/// Every record of `operation` on the input topic, key, value and headers
+/// together, read as the admin (the only principal that may); each one
+/// signed with both headers.
+fn records_of(operation: &str) -> Vec<Vec<u8>> {
+    use rdkafka::message::Headers;
+    let (_, _, admin) = principal("admin");
+    let consumer: BaseConsumer = admin.clone().set("group.id", unique("admin-read")).create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in 0..6 {
+        let (_, high) = consumer.fetch_watermarks(TOPIC, p, TIMEOUT).expect("watermarks");
+        tpl.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
+        ends.push(high);
+    }
+    consumer.assign(&tpl).unwrap();
+    let (mut records, mut at) = (Vec::new(), vec![0i64; 6]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (0..6).any(|p| at[p] < ends[p] && ends[p] > 0) {
+        assert!(Instant::now() < deadline, "the topic not read to its end within 60 s");
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let m = m.expect("a record");
+        at[m.partition() as usize] = m.offset() + 1;
+        if !m.key().unwrap_or_default().starts_with(format!("{operation}/").as_bytes()) {
+            continue;
+        }
+        let headers = m.headers().expect("signed records have headers");
+        let names: Vec<&str> = headers.iter().map(|h| h.key).collect();
+        assert!(names.contains(&"jointops-key-id") && names.contains(&"jointops-signature"), "{names:?}");
+        let mut bytes = [m.key().unwrap_or_default(), m.payload().unwrap_or_default()].concat();
+        headers.iter().for_each(|h| bytes.extend_from_slice(h.value.unwrap_or_default()));
+        records.push(bytes);
+    }
+    records
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The KRaft controller's listener answers only a client with a certificate

@@ -3,7 +3,7 @@
 //! Kafka has acknowledged it (`acks=all`, idempotent producer); anything
 //! else leaves it where it is, to be sent again.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -15,8 +15,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::{debug, warn};
 
 use super::ledger::{LedgerError, Outgoing};
+use super::sign::{self, SigningError};
 use crate::config::AgentSettings;
 use crate::kafka;
+use crate::trust::LoadedKey;
 
 /// Messages read from the outbox and sent at a time (an outbox batch):
 /// acknowledgements are written per batch, so a crash resends at most the
@@ -41,14 +43,23 @@ pub enum DeliveryError {
     Producer { bootstrap: String, source: KafkaError },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
 }
 
-pub(crate) type Producer = FutureProducer<QuietContext>;
+/// `watch`'s producer, with the key it signs every record with.
+#[derive(Clone)]
+pub(crate) struct Producer {
+    inner: FutureProducer<QuietContext>,
+    signer: Option<Arc<LoadedKey>>,
+}
 
 pub(crate) fn producer(settings: &AgentSettings) -> Result<Producer, DeliveryError> {
-    kafka::client_config(&settings.kafka.bootstrap, kafka::PRODUCER_DEFAULTS, &settings.kafka.librdkafka)
+    let signer = sign::load(settings)?;
+    let inner = kafka::client_config(&settings.kafka.bootstrap, kafka::PRODUCER_DEFAULTS, &settings.kafka.librdkafka)
         .create_with_context(QuietContext::default())
-        .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })
+        .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })?;
+    Ok(Producer { inner, signer })
 }
 
 /// librdkafka reports every failed reconnect, twice: while `watch` waits out
@@ -112,9 +123,12 @@ pub(crate) async fn send_batch(
     let mut sends: FuturesUnordered<_> = batch
         .iter()
         .map(|m| {
-            let record = FutureRecord::to(&topic).key(m.key.as_str()).payload(m.value.as_slice());
+            let mut record = FutureRecord::to(&topic).key(m.key.as_str()).payload(m.value.as_slice());
+            if let Some(key) = &producer.signer {
+                record = record.headers(sign::headers(key, &m.key, &m.value));
+            }
             // Queue wait only: delivery itself is bounded by message.timeout.ms.
-            let sent = producer.send(record, Duration::from_secs(300));
+            let sent = producer.inner.send(record, Duration::from_secs(300));
             async move { (m.seq, sent.await.map(|_| ()).map_err(|(e, _)| e)) }
         })
         .collect();

@@ -11,6 +11,7 @@ pub mod pseudonym;
 mod publish;
 pub mod secrets;
 mod send;
+pub mod sign;
 pub mod units;
 mod watch;
 

@@ -342,6 +342,7 @@ mod tests {
             accept_secret_change: Default::default(),
             watch: Default::default(),
             exports: Default::default(),
+            signing_key: None,
         }
     }
 

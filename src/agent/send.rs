@@ -20,8 +20,10 @@ use tracing::warn;
 
 use super::deliver::{progress_bar, DeliveryError, QuietContext, BATCH};
 use super::ledger::Ledger;
+use super::sign;
 use crate::config::AgentSettings;
 use crate::kafka;
+use crate::trust::LoadedKey;
 
 /// Batches in flight at once: the next ones are produced while the first
 /// waits for its acknowledgements and their removal from the outbox, so the
@@ -67,6 +69,7 @@ pub(crate) struct Sender {
     producer: Arc<ThreadedProducer<AckContext>>,
     acks: mpsc::UnboundedReceiver<Ack>,
     flight: Flight,
+    signer: Option<Arc<LoadedKey>>,
 }
 
 /// A message Kafka has not acknowledged within `give_up_after_s` fails, so
@@ -77,11 +80,12 @@ pub(crate) fn sender(settings: &AgentSettings) -> Result<Sender, DeliveryError> 
     let mut defaults: Vec<(&str, &str)> =
         kafka::PRODUCER_DEFAULTS.iter().filter(|(k, _)| *k != "message.timeout.ms").copied().collect();
     defaults.push(("message.timeout.ms", &timeout));
+    let signer = sign::load(settings)?;
     let (tx, acks) = mpsc::unbounded_channel();
     let producer = kafka::client_config(&settings.kafka.bootstrap, &defaults, &settings.kafka.librdkafka)
         .create_with_context(AckContext { quiet: QuietContext::default(), acks: tx })
         .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })?;
-    Ok(Sender { producer: Arc::new(producer), acks, flight: Flight::default() })
+    Ok(Sender { producer: Arc::new(producer), acks, flight: Flight::default(), signer })
 }
 
 /// One batch in flight: its seqs are all above the batch before's.
@@ -141,6 +145,9 @@ impl Sender {
                 continue;
             };
             let mut record = BaseRecord::with_opaque_to(topic, opaque).key(key).payload(value);
+            if let Some(signer) = &self.signer {
+                record = record.headers(sign::headers(signer, key, value));
+            }
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,

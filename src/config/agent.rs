@@ -38,6 +38,11 @@ pub struct AgentSettings {
     pub accept_secret_change: BTreeSet<String>,
     #[serde(default)]
     pub exports: ExportSettings,
+    /// The force's Ed25519 key file (`jointops keys generate`), readable by
+    /// its owner only; relative to the config file's folder. Every record is
+    /// signed with it (contract §7).
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// How the agent reads exports that spreadsheets and ETL jobs write.
@@ -181,6 +186,7 @@ impl AgentSettings {
         let k = &mut s.kafka;
         super::properties::apply(path, &mut k.properties, &mut k.bootstrap, &mut k.librdkafka)?;
         s.state_dir = relative_to(path, &s.state_dir);
+        s.signing_key = s.signing_key.map(|k| relative_to(path, &k));
         s.validate().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
         Ok(s)
     }

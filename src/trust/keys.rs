@@ -86,10 +86,16 @@ pub fn load_signing_key(path: &Path) -> Result<LoadedKey, KeyFileError> {
     if mode & 0o077 != 0 {
         return Err(KeyFileError::Exposed { path: path.into(), mode });
     }
-    let invalid = |message: String| KeyFileError::Invalid { path: path.into(), message };
     let text = std::fs::read_to_string(path).map_err(read)?;
+    parse_signing_key(&text, path)
+}
+
+/// A key file's text, from a file or an environment variable (`source`
+/// names it in errors, which never quote the text).
+pub fn parse_signing_key(text: &str, source: &Path) -> Result<LoadedKey, KeyFileError> {
+    let invalid = |message: String| KeyFileError::Invalid { path: source.into(), message };
     // The parser's message could quote the key's line: say only where.
-    let file: KeyFile = toml::from_str(&text).map_err(|e| {
+    let file: KeyFile = toml::from_str(text).map_err(|e| {
         invalid(format!(
             "not a key file (force, id, private_key){}",
             e.span().map_or(String::new(), |s| format!(" near byte {}", s.start))

@@ -13,7 +13,9 @@ mod keys;
 
 pub use bench::{measure, Cost};
 pub use keyring::{KeyEntry, Keyring, KeyringError, Refusal, SignatureHeaders, Verified};
-pub use keys::{generate, keyring_entry, load_signing_key, write_signing_key, KeyFileError, LoadedKey};
+pub use keys::{
+    generate, keyring_entry, load_signing_key, parse_signing_key, write_signing_key, KeyFileError, LoadedKey,
+};
 
 use ed25519_dalek::{Signer, SigningKey};
 

@@ -101,6 +101,7 @@ pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&st
         accept_secret_change: Default::default(),
         watch: jointops::config::WatchSettings { settle_ms: 200 },
         exports: Default::default(),
+        signing_key: None,
     }
 }
 
