@@ -6,6 +6,7 @@
 //! the outbox is fsync'd per batch, never per message.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use indicatif::ProgressBar;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use tokio::sync::mpsc;
 use tokio::time::Interval;
 use tracing::warn;
@@ -64,9 +65,44 @@ impl ProducerContext for AckContext {
     }
 }
 
+/// Serves librdkafka's delivery callbacks from a thread of its own, asking
+/// every 10 ms whether to stop: rdkafka's `ThreadedProducer` asks every
+/// 100 ms, which every one-shot run waited out at its end.
+struct Poller {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    fn start(producer: Arc<BaseProducer<AckContext>>) -> Poller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("producer poll".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    producer.poll(Duration::from_millis(10));
+                }
+            })
+            .expect("a thread for the producer's callbacks");
+        Poller { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The one-shot commands' producer and the acknowledgements it reports.
 pub(crate) struct Sender {
-    producer: Arc<ThreadedProducer<AckContext>>,
+    /// First, so that it stops before the producer is dropped.
+    _poller: Poller,
+    producer: Arc<BaseProducer<AckContext>>,
     acks: mpsc::UnboundedReceiver<Ack>,
     flight: Flight,
     signer: Option<Arc<LoadedKey>>,
@@ -82,10 +118,12 @@ pub(crate) fn sender(settings: &AgentSettings) -> Result<Sender, DeliveryError> 
     defaults.push(("message.timeout.ms", &timeout));
     let signer = sign::load(settings)?;
     let (tx, acks) = mpsc::unbounded_channel();
-    let producer = kafka::client_config(&settings.kafka.bootstrap, &defaults, &settings.kafka.librdkafka)
-        .create_with_context(AckContext { quiet: QuietContext::default(), acks: tx })
-        .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })?;
-    Ok(Sender { producer: Arc::new(producer), acks, flight: Flight::default(), signer })
+    let producer: BaseProducer<AckContext> =
+        kafka::client_config(&settings.kafka.bootstrap, &defaults, &settings.kafka.librdkafka)
+            .create_with_context(AckContext { quiet: QuietContext::default(), acks: tx })
+            .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })?;
+    let producer = Arc::new(producer);
+    Ok(Sender { _poller: Poller::start(producer.clone()), producer, acks, flight: Flight::default(), signer })
 }
 
 /// One batch in flight: its seqs are all above the batch before's.
@@ -139,14 +177,16 @@ impl Sender {
         let size = batch.len() as u64;
         let (first_seq, last_seq) = (batch.first().map_or(0, |m| m.0), batch.last().map_or(0, |m| m.0));
         let mut f = InFlight { first_seq, last_seq, size, left: size, ..InFlight::default() };
+        let mut signed = self.signer.as_deref().map(|k| sign::headers_of_batch(k, batch)).map(Vec::into_iter);
         for &(seq, key, value) in batch {
+            let headers = signed.as_mut().and_then(Iterator::next);
             let Ok(opaque) = usize::try_from(seq) else {
                 f.settle(seq, Some(format!("outbox seq {seq} out of range")));
                 continue;
             };
             let mut record = BaseRecord::with_opaque_to(topic, opaque).key(key).payload(value);
-            if let Some(signer) = &self.signer {
-                record = record.headers(sign::headers(signer, key, value));
+            if let Some(h) = headers {
+                record = record.headers(h);
             }
             loop {
                 match self.producer.send(record) {

@@ -46,6 +46,21 @@ pub fn load(settings: &AgentSettings) -> Result<Option<Arc<LoadedKey>>, SigningE
     Ok(Some(Arc::new(key)))
 }
 
+/// The headers of every `(seq, key, value)` of a batch, in its order,
+/// signed on every core: at some 20 µs a signature, signing is most of what
+/// a large signed export costs the agent.
+pub fn headers_of_batch(key: &LoadedKey, batch: &[(i64, &str, &[u8])]) -> Vec<OwnedHeaders> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = batch.len().div_ceil(cores).max(1);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = batch
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(|(_, k, v)| headers(key, k, v)).collect::<Vec<_>>()))
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().expect("signing does not panic")).collect()
+    })
+}
+
 /// The `jointops-key-id` and `jointops-signature` headers of one record.
 pub fn headers(key: &LoadedKey, record_key: &str, value: &[u8]) -> OwnedHeaders {
     let signature = trust::sign(&key.key, record_key.as_bytes(), value);

@@ -23,7 +23,7 @@ mod migrate;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -154,14 +154,15 @@ fn lock(state_dir: &Path) -> Result<std::fs::File, LedgerError> {
 }
 
 /// FULL: an accepted row must survive a power cut. EXCLUSIVE: two agents on
-/// one ledger would hand out the same revision twice. A 64 MiB cache holds
-/// a large file's plan: with the default 2 MiB the transaction spills pages
-/// into the WAL (and re-reads them) as it goes.
+/// one ledger would hand out the same revision twice. A 16 MiB cache holds
+/// the pages of a few batches: a large file is recorded a batch at a time
+/// (`publish`), and a bigger cache only cost the memory it touched.
 const SCHEMA: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA locking_mode=EXCLUSIVE;
-     PRAGMA cache_size=-65536;
+     PRAGMA cache_size=-16384;
      CREATE TABLE IF NOT EXISTS buckets (bucket INTEGER PRIMARY KEY, records BLOB NOT NULL);
      CREATE TABLE IF NOT EXISTS batches (
-         seq INTEGER PRIMARY KEY AUTOINCREMENT, count INTEGER NOT NULL, messages BLOB NOT NULL);
+         seq INTEGER PRIMARY KEY AUTOINCREMENT, size INTEGER NOT NULL, count INTEGER NOT NULL,
+         messages BLOB NOT NULL);
      CREATE TABLE IF NOT EXISTS operations (operation TEXT PRIMARY KEY) WITHOUT ROWID;
      CREATE TABLE IF NOT EXISTS runs (
          id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, sha256 TEXT NOT NULL,
@@ -380,11 +381,20 @@ impl Ledger {
         let tx = self.conn.transaction().map_err(wrap)?;
         let mut forgot = 0;
         for (batch, acked) in by_batch {
-            let blob: Option<Vec<u8>> = tx
-                .query_row("SELECT messages FROM batches WHERE seq = ?1", [batch], |r| r.get(0))
+            let row: Option<(i64, i64)> = tx
+                .query_row("SELECT size, count FROM batches WHERE seq = ?1", [batch], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .map_err(wrap)?;
-            let Some(blob) = blob else { continue };
+            let Some((size, count)) = row else { continue };
+            // Never acknowledged in part, and every one of its seqs now: no need to read it.
+            let first = batch * PER_BATCH;
+            if count == size && acked.len() as i64 == size && acked.iter().all(|s| (first..first + size).contains(s)) {
+                tx.execute("DELETE FROM batches WHERE seq = ?1", [batch]).map_err(wrap)?;
+                forgot += size as u64;
+                continue;
+            }
+            let blob: Vec<u8> =
+                tx.query_row("SELECT messages FROM batches WHERE seq = ?1", [batch], |r| r.get(0)).map_err(wrap)?;
             let messages =
                 blobs::decode_batch(batch, &blob).map_err(|d| damaged(&path, format!("outbox batch {batch}"), d))?;
             let (gone, kept): (Vec<Outgoing>, Vec<Outgoing>) =
@@ -541,8 +551,14 @@ fn write_plan(
     let queued: Vec<(&str, &[u8])> = messages.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
     let batches = queue(tx, &queued).map_err(wrap)?;
     let mut known = tx.prepare_cached("INSERT OR IGNORE INTO operations (operation) VALUES (?1)").map_err(wrap)?;
-    // Every key starts with its operation (contract §3).
-    let operations: BTreeSet<&str> = messages.iter().filter_map(|(k, _)| k.split('/').next()).collect();
+    // Every key starts with its operation (contract §3); a file has few.
+    let mut operations: Vec<&str> = Vec::new();
+    for (key, _) in messages {
+        let op = key.split('/').next().unwrap_or_default();
+        if !operations.contains(&op) {
+            operations.push(op);
+        }
+    }
     for op in operations {
         known.execute([op]).map_err(wrap)?;
     }
@@ -567,7 +583,8 @@ fn put_entries(tx: &Transaction<'_>, entries: &[&Entry], path: &str) -> Result<(
             None => Vec::new(),
         };
         // The bucket's other records as they were, then the new ones.
-        let replaced: HashSet<&str> = new.iter().map(|e| e.record_id.as_str()).collect();
+        let replaced: HashSet<&str> =
+            if held.is_empty() { HashSet::new() } else { new.iter().map(|e| e.record_id.as_str()).collect() };
         let kept = held.iter().filter(|e| !replaced.contains(e.record_id.as_str()));
         let blob = blobs::encode_bucket(kept.chain(new.iter().copied()));
         put.execute(params![bucket, blob]).map_err(wrap)?;
@@ -577,7 +594,8 @@ fn put_entries(tx: &Transaction<'_>, entries: &[&Entry], path: &str) -> Result<(
 
 /// Queues messages in batches of [`BATCH`]; returns each batch's seq.
 fn queue(tx: &Transaction<'_>, messages: &[(&str, &[u8])]) -> rusqlite::Result<Vec<i64>> {
-    let mut put = tx.prepare_cached("INSERT INTO batches (count, messages) VALUES (?1, ?2)")?;
+    // `size` is what it was queued with, `count` what is left of it.
+    let mut put = tx.prepare_cached("INSERT INTO batches (size, count, messages) VALUES (?1, ?1, ?2)")?;
     let mut batches = Vec::new();
     for chunk in messages.chunks(BATCH) {
         let blob = blobs::encode_batch(chunk.iter().enumerate().map(|(i, (k, v))| (i as u32, *k, *v)));
