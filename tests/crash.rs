@@ -44,7 +44,7 @@ async fn twenty_kills_mid_stream_leave_the_totals_exact() {
         format!(
             "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\ngroup = {:?}\n\
              [store]\npath = {:?}\n[rollup]\nbatch_size = 2000\nbatch_ms = 100\n\
-             # Until the agents sign.\n[trust]\nrequire_signatures = false\n\
+             # Not about trust: unsigned records count.\n[trust]\nrequire_signatures = false\n\
              [[operations]]\nid = {:?}\nstarts = \"2023-10-01T00:00:00Z\"\nends = \"2023-11-01T00:00:00Z\"\n",
             hub.kafka.bootstrap,
             hub.kafka.topic,

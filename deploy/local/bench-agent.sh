@@ -7,6 +7,7 @@
 # plan, the fsync'd ledger and outbox, encode, produce, acknowledge. Then
 # the same export once more, which finds every row unchanged.
 # usage: deploy/local/bench-agent.sh [ROWS]   (default 200000)
+#        BENCH_SIGNED=1 deploy/local/bench-agent.sh [ROWS]   every record signed (a key made for the run)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/../.."
@@ -33,6 +34,12 @@ topic = "$topic"
 [operations.load]
 id = "LOAD-2023"
 TOML
+signed="unsigned"
+if [[ -n "${BENCH_SIGNED:-}" ]]; then
+  "$bin" keys generate --force MPS --id MPS-BENCH --out "$work/mps.key" >/dev/null 2>&1
+  sed -i '1a signing_key = "mps.key"' "$work/agent.toml"
+  signed="signed"
+fi
 export JOINTOPS__OPERATIONS__LOAD__SECRET="bench-secret"
 awk -v n="$rows" 'BEGIN {
   print "record_id,kind,operation,occurred_at,joint_ref,offence_group,people"
@@ -50,7 +57,7 @@ RUST_LOG=warn "$bin" agent publish --no-progress --config "$work/agent.toml" "$w
 end=$(date +%s%N)
 published=$(awk '$1 == "total" {print $2}' "$work/summary.txt")
 ms=$(( (end - start) / 1000000 ))
-echo "agent published $published of $rows rows ($mb MiB of CSV) in $ms ms: $(( rows * 1000 / ms )) rows/s (process start to the last acknowledgement; outbox fsync'd per batch)"
+echo "agent published $published of $rows rows ($mb MiB of CSV, $signed) in $ms ms: $(( rows * 1000 / ms )) rows/s (process start to the last acknowledgement; outbox fsync'd per batch)"
 
 # The same export again: every row is looked up in the ledger and found
 # unchanged, so nothing is sent (a force re-exporting everything each day).

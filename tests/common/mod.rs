@@ -67,7 +67,7 @@ pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
         rollup: jointops::config::RollupSettings { batch_size: 2000, batch_ms: 50, stall_seconds: 5 },
         api: jointops::config::ApiSettings { listen: "127.0.0.1:0".into(), ..Default::default() },
         operations,
-        // Until the agents sign: the fixtures' producers send unsigned records.
+        // Not about trust: the fixtures' producers send unsigned records (tests/trust.rs and tests/agent_signing.rs sign).
         trust: TrustSettings { require_signatures: false, keys: Vec::new() },
     }
 }
@@ -485,7 +485,7 @@ pub fn write_hub_config(dir: &Path, hub: &HubSettings, port: u16) -> PathBuf {
         &config,
         format!(
             "[kafka]\nbootstrap = {:?}\ntopic = {:?}\ndlq_topic = {:?}\n[store]\npath = \"hub.sqlite\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n\
-             # Until the agents sign.\n[trust]\nrequire_signatures = false\n",
+             # Not about trust: unsigned records count.\n[trust]\nrequire_signatures = false\n",
             hub.kafka.bootstrap, hub.kafka.topic, hub.kafka.dlq_topic
         ),
     )
