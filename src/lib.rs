@@ -11,9 +11,10 @@
 //!   `schemas/`, fingerprints, a fast codec for the current version and
 //!   schema resolution for older ones. No Kafka.
 //! - [`agent`]: a force's producer agent: export readers (JSON Lines, JSON
-//!   arrays, CSV), pseudonymiser, the ledger and fsync'd outbox, the check of
-//!   each operation's secret against the ledger's fingerprint, delivery, and
-//!   `watch` (the agent as a service on an inbox folder).
+//!   arrays, CSV), pseudonymiser, the ledger (records in buckets) and fsync'd
+//!   outbox (messages in batches), the check of each operation's secret
+//!   against the ledger's fingerprint, signing and delivery, and `watch` (the
+//!   agent as a service on an inbox folder).
 //! - [`rollup`]: the hub's consumer loop: partition and signature → decode →
 //!   check → apply → dead-letter → persist in batches, with offsets in the
 //!   same transaction as the state; rebuilds, and dead-letter replay.
