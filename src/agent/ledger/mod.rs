@@ -228,20 +228,12 @@ impl Ledger {
     ) -> Result<Option<i64>, LedgerError> {
         let path = self.path.clone();
         let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
+        let state_dir = self.state_dir.clone();
         let tx = self.conn.transaction().map_err(wrap)?;
         // Counted inside the transaction: the ledger is locked exclusively,
         // so nothing can slip in between the count and the inserts.
         let current = count_outbox(&tx).map_err(wrap)?;
-        let adding = messages.len() as u64;
-        if adding > 0 && current.saturating_add(adding) > spool_limit {
-            return Err(LedgerError::SpoolFull {
-                file: file.to_string(),
-                state_dir: self.state_dir.display().to_string(),
-                limit: spool_limit,
-                current,
-                adding,
-            });
-        }
+        room(&state_dir, file, current, messages.len() as u64, spool_limit)?;
         let (entries, messages): (Vec<&Entry>, Vec<&(String, Vec<u8>)>) =
             (entries.iter().collect(), messages.iter().collect());
         let batches = write_plan(&tx, &entries, &messages, &path)?;
@@ -265,17 +257,7 @@ impl Ledger {
     /// Refuses a file whose `adding` messages would take the outbox over
     /// `spool_limit`, as [`Ledger::accept`] does.
     pub fn check_room(&self, file: &str, adding: u64, spool_limit: u64) -> Result<(), LedgerError> {
-        let current = self.outbox_len()?;
-        if adding > 0 && current.saturating_add(adding) > spool_limit {
-            return Err(LedgerError::SpoolFull {
-                file: file.to_string(),
-                state_dir: self.state_dir.display().to_string(),
-                limit: spool_limit,
-                current,
-                adding,
-            });
-        }
-        Ok(())
+        room(&self.state_dir, file, self.outbox_len()?, adding, spool_limit)
     }
 
     /// Records part of a plan (entries with exactly their messages) in one
@@ -422,6 +404,20 @@ impl Ledger {
             .query_row("SELECT EXISTS (SELECT 1 FROM operations WHERE operation = ?1)", [operation], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
+}
+
+/// Refuses `adding` messages that would take an outbox of `current` over `spool_limit`.
+fn room(state_dir: &Path, file: &str, current: u64, adding: u64, spool_limit: u64) -> Result<(), LedgerError> {
+    if adding > 0 && current.saturating_add(adding) > spool_limit {
+        return Err(LedgerError::SpoolFull {
+            file: file.to_string(),
+            state_dir: state_dir.display().to_string(),
+            limit: spool_limit,
+            current,
+            adding,
+        });
+    }
+    Ok(())
 }
 
 fn damaged(path: &str, what: String, detail: String) -> LedgerError {
