@@ -9,8 +9,7 @@ use tracing::{info, warn};
 
 use super::deliver::DeliveryError;
 use super::export::{read_export, ExportError, RowError};
-use super::ledger::BATCH;
-use super::ledger::{Ledger, LedgerError};
+use super::ledger::{Ledger, LedgerError, BATCH};
 use super::plan::{plan, Plan, Warning};
 use super::secrets::{check_secrets, SecretError};
 use super::send::{drain, sender, Sender};
