@@ -208,10 +208,14 @@ impl Sender {
 
     /// Whether the broker answers a metadata request within a second.
     pub(crate) async fn answers(&self, topic: &str) -> bool {
+        self.ask_metadata(topic, Duration::from_secs(1)).await.is_ok()
+    }
+
+    /// One metadata request for `topic`, off the async threads (it blocks).
+    async fn ask_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
         let (p, topic) = (self.producer.clone(), topic.to_string());
-        let asked =
-            tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&topic), Duration::from_secs(1)));
-        matches!(asked.await, Ok(Ok(_)))
+        let asked = tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&topic), timeout).map(|_| ()));
+        asked.await.expect("the metadata request does not panic")
     }
 
     /// Removes the front batch from the outbox once all its messages are
@@ -287,10 +291,8 @@ impl Sender {
         let (started, give_up) = (Instant::now(), Duration::from_secs(settings.kafka.give_up_after_s));
         let bootstrap = &settings.kafka.bootstrap;
         loop {
-            let (p, topic) = (self.producer.clone(), settings.kafka.topic.clone());
             let ask = ASK_EVERY.min(give_up.saturating_sub(started.elapsed())).max(Duration::from_millis(100));
-            let asked = tokio::task::spawn_blocking(move || p.client().fetch_metadata(Some(&topic), ask).map(|_| ()));
-            let reason = match asked.await.expect("the metadata request does not panic") {
+            let reason = match self.ask_metadata(&settings.kafka.topic, ask).await {
                 Ok(()) => return Ok(()),
                 Err(e) => e.to_string(),
             };
