@@ -103,3 +103,23 @@ async fn a_key_others_may_read_or_of_another_force_sends_nothing() {
     caught_up(&hub).await;
     assert_eq!(totals(&hub, "OP-1").joint.arrests, 0, "nothing was sent");
 }
+
+/// `agent watch` signs too: a file dropped in its inbox counts on a hub
+/// that requires signatures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_watch_signs_every_record_it_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, key) = key_file(dir.path(), "MPS", "MPS-WATCH");
+    let mut hub = op1_hub(dir.path()).await;
+    hub.trust.require_signatures = true;
+    hub.trust.keys = vec![trusted(&key)];
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    drop_file(&inbox, "export.csv", EXPORT);
+    let w = RunningWatcher::start(&mps_agent(&hub, dir.path(), &path), &inbox);
+    let receipt = inbox.join("done").join("export.csv.receipt.json");
+    wait_until("the file delivered", Duration::from_secs(60), || receipt.exists()).await;
+    w.stop().await;
+    caught_up(&hub).await;
+    assert_eq!(totals(&hub, "OP-1").joint.arrests, 3, "{:?}", dead_letters(&hub));
+}

@@ -55,11 +55,21 @@ pub(crate) struct Producer {
 }
 
 pub(crate) fn producer(settings: &AgentSettings) -> Result<Producer, DeliveryError> {
-    let signer = sign::load(settings)?;
-    let inner = kafka::client_config(&settings.kafka.bootstrap, kafka::PRODUCER_DEFAULTS, &settings.kafka.librdkafka)
+    Ok(Producer { inner: future_producer(settings)?, signer: sign::load(settings)? })
+}
+
+impl Producer {
+    /// A fresh Kafka producer with the same key: the key is read (and its
+    /// absence warned of) once per `watch`, not on every retry.
+    pub(crate) fn renewed(&self, settings: &AgentSettings) -> Result<Producer, DeliveryError> {
+        Ok(Producer { inner: future_producer(settings)?, signer: self.signer.clone() })
+    }
+}
+
+fn future_producer(settings: &AgentSettings) -> Result<FutureProducer<QuietContext>, DeliveryError> {
+    kafka::client_config(&settings.kafka.bootstrap, kafka::PRODUCER_DEFAULTS, &settings.kafka.librdkafka)
         .create_with_context(QuietContext::default())
-        .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })?;
-    Ok(Producer { inner, signer })
+        .map_err(|source| DeliveryError::Producer { bootstrap: settings.kafka.bootstrap.clone(), source })
 }
 
 /// librdkafka reports every failed reconnect, twice: while `watch` waits out
@@ -120,12 +130,14 @@ pub(crate) async fn send_batch(
     bar: ProgressBar,
 ) -> BatchResult {
     let mut result = BatchResult::default();
+    let tuples: Vec<(i64, &str, &[u8])> = batch.iter().map(|m| (m.seq, m.key.as_str(), m.value.as_slice())).collect();
+    let mut signed = producer.signer.as_deref().map(|k| sign::headers_of_batch(k, &tuples).into_iter());
     let mut sends: FuturesUnordered<_> = batch
         .iter()
         .map(|m| {
             let mut record = FutureRecord::to(&topic).key(m.key.as_str()).payload(m.value.as_slice());
-            if let Some(key) = &producer.signer {
-                record = record.headers(sign::headers(key, &m.key, &m.value));
+            if let Some(h) = signed.as_mut().and_then(Iterator::next) {
+                record = record.headers(h);
             }
             // Queue wait only: delivery itself is bounded by message.timeout.ms.
             let sent = producer.inner.send(record, Duration::from_secs(300));

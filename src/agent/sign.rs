@@ -62,7 +62,7 @@ pub fn headers_of_batch(key: &LoadedKey, batch: &[(i64, &str, &[u8])]) -> Vec<Ow
 }
 
 /// The `jointops-key-id` and `jointops-signature` headers of one record.
-pub fn headers(key: &LoadedKey, record_key: &str, value: &[u8]) -> OwnedHeaders {
+fn headers(key: &LoadedKey, record_key: &str, value: &[u8]) -> OwnedHeaders {
     let signature = trust::sign(&key.key, record_key.as_bytes(), value);
     OwnedHeaders::new_with_capacity(2)
         .insert(Header { key: KEY_ID_HEADER, value: Some(key.id.as_bytes()) })

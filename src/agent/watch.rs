@@ -412,7 +412,7 @@ impl Daemon {
         // Everything not acknowledged goes again, oldest first, through a
         // fresh producer: one that hit a fatal error would refuse forever.
         self.after = 0;
-        self.producer = producer(&self.settings)?;
+        self.producer = self.producer.renewed(&self.settings)?;
         Ok(())
     }
 
