@@ -52,19 +52,22 @@ awk -v n="$rows" 'BEGIN {
 }' >"$work/export.csv"
 mb=$(( $(stat -c %s "$work/export.csv") / 1048576 ))
 
-start=$(date +%s%N)
-RUST_LOG=warn "$bin" agent publish --no-progress --config "$work/agent.toml" "$work/export.csv" >"$work/summary.txt"
-end=$(date +%s%N)
-published=$(awk '$1 == "total" {print $2}' "$work/summary.txt")
-ms=$(( (end - start) / 1000000 ))
-echo "agent published $published of $rows rows ($mb MiB of CSV, $signed) in $ms ms: $(( rows * 1000 / ms )) rows/s (process start to the last acknowledgement; outbox fsync'd per batch)"
+# One timed `agent publish` of the export: sets ms, and the summary's
+# total row's column COLUMN (2 published, 3 unchanged) as count.
+timed_publish() { # COLUMN SUMMARY_FILE
+  local start end
+  start=$(date +%s%N)
+  RUST_LOG=warn "$bin" agent publish --no-progress --config "$work/agent.toml" "$work/export.csv" >"$2"
+  end=$(date +%s%N)
+  count=$(awk -v c="$1" '$1 == "total" {print $c}' "$2")
+  ms=$(( (end - start) / 1000000 ))
+}
+
+timed_publish 2 "$work/summary.txt"
+echo "agent published $count of $rows rows ($mb MiB of CSV, $signed) in $ms ms: $(( rows * 1000 / ms )) rows/s (process start to the last acknowledgement; outbox fsync'd per batch)"
 
 # The same export again: every row is looked up in the ledger and found
 # unchanged, so nothing is sent (a force re-exporting everything each day).
-start=$(date +%s%N)
-RUST_LOG=warn "$bin" agent publish --no-progress --config "$work/agent.toml" "$work/export.csv" >"$work/summary2.txt"
-end=$(date +%s%N)
-unchanged=$(awk '$1 == "total" {print $3}' "$work/summary2.txt")
-ms=$(( (end - start) / 1000000 ))
-echo "agent found $unchanged of $rows rows unchanged on a second run in $ms ms: $(( rows * 1000 / ms )) rows/s"
+timed_publish 3 "$work/summary2.txt"
+echo "agent found $count of $rows rows unchanged on a second run in $ms ms: $(( rows * 1000 / ms )) rows/s"
 "$here/kafka.sh" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --delete --topic "$topic" >/dev/null 2>&1 || true
