@@ -59,8 +59,17 @@ async fn a_rebuild_keeps_tokens_and_the_access_log_and_a_running_serve_follows_i
     let (later_revoked, later_id) = issue_token(&hub, Role::Coordinator, None);
     let before = joint_arrests(&api.base, &keep).await;
     assert_eq!(joint_arrests(&api.base, &later_revoked).await, before);
+    // Published figures and the per-force status, which the rebuild must
+    // keep (publications) and derive again (status).
+    let url = format!("{}/api/v1/operations/{OP}/publications", api.base);
+    let note = serde_json::json!({ "note": "Monday" });
+    let posted = reqwest::Client::new().post(&url).bearer_auth(&keep).json(&note).send().await.unwrap();
+    assert_eq!(posted.status(), 201);
+    let status_path = format!("/api/v1/operations/{OP}/status");
+    let (_, status_before) = get(&api.base, &status_path, Some(&keep)).await;
+    let forces_of = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap()["forces"].clone();
     let logged_before = records(&hub).access_log(0).unwrap();
-    assert_eq!(logged_before.len(), 2);
+    assert_eq!(logged_before.len(), 4);
 
     let old_file = FileId::of(&hub.store.path).unwrap();
     live.stop().await;
@@ -74,6 +83,10 @@ async fn a_rebuild_keeps_tokens_and_the_access_log_and_a_running_serve_follows_i
     // The same tokens work on the serve that ran through the swap; one
     // revoked now is refused there at once.
     assert_eq!(joint_arrests(&api.base, &keep).await, before);
+    let (_, status_after) = get(&api.base, &status_path, Some(&keep)).await;
+    assert_eq!(forces_of(&status_after), forces_of(&status_before), "per-force status rebuilt the same");
+    let (_, pubs) = get(&api.base, &format!("/api/v1/operations/{OP}/publications"), Some(&keep)).await;
+    assert!(pubs.contains("\"note\":\"Monday\""), "the publication survives the rebuild: {pubs}");
     assert!(records(&hub).revoke_token(&later_id, 1).unwrap());
     let (status, _) = get(&api.base, &format!("/api/v1/operations/{OP}/totals"), Some(&later_revoked)).await;
     assert_eq!(status, 401, "a token revoked after the swap is refused");
@@ -88,8 +101,8 @@ async fn a_rebuild_keeps_tokens_and_the_access_log_and_a_running_serve_follows_i
     rebuild.stop().await;
 
     let log = records(&hub).access_log(0).unwrap();
-    assert_eq!(&log[..2], &logged_before[..], "the log keeps every entry from before the rebuild");
-    assert_eq!(log.len(), 5);
+    assert_eq!(&log[..4], &logged_before[..], "the log keeps every entry from before the rebuild");
+    assert_eq!(log.len(), 9);
     assert!(log.iter().any(|a| a.token_id.as_deref() == Some(keep_id.as_str())));
     let refused = log.iter().find(|a| a.status == 401).expect("the revoked token's request");
     assert_eq!(refused.token_id.as_deref(), Some(later_id.as_str()), "a revoked token is named in the log");

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use jointops::access::Role;
 use jointops::domain::OutcomeEvent;
+use jointops::store::AccessStore;
 use serde_json::{json, Value};
 
 const OP: &str = "OP-1";
@@ -202,4 +203,93 @@ async fn status_dead_letters_and_publications_serve_the_week_and_a_stopped_rollu
     }
     println!("The status said \"stopped\" {:.1} s after the rollup stopped.", stopped_at.elapsed().as_secs_f64());
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rough_edges_are_smoothed_and_every_answer_says_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, _) = week(dir.path()).await;
+    let mut weighed = op1_arrest("KENT", "s1");
+    weighed.outcome = jointops::domain::Outcome::Seizure {
+        item: jointops::domain::SeizureItem::DrugClassA,
+        quantity: 1_250_000,
+        provisional: true,
+    };
+    send_events(&producer(&hub.kafka.bootstrap), &hub.kafka.topic, &[weighed]).await;
+    let rollup = RunningRollup::start(&hub).await;
+    wait_caught_up(&hub, Duration::from_secs(60)).await;
+    let server = RunningApi::start(&hub).await;
+    let api = Api { http: reqwest::Client::new(), base: server.base.clone(), doc: doc() };
+    let (coordinator, coordinator_id) = issue_token(&hub, Role::Coordinator, None);
+    let totals_t = "/api/v1/operations/{id}/totals";
+    let totals = format!("/api/v1/operations/{OP}/totals");
+
+    // 401 says how to authenticate; the scheme is matched in any case.
+    let anon = api.send("get", totals_t, api.http.get(format!("{}{totals}", api.base))).await;
+    assert_eq!((anon.status, anon.headers["www-authenticate"].to_str().unwrap()), (401, "Bearer realm=\"jointops\""));
+    let lower = api.http.get(format!("{}{totals}", api.base)).header("Authorization", format!("bearer {coordinator}"));
+    let t = api.send("get", totals_t, lower).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    // Provisional seizures say how many, of what, and whose.
+    let t = t.json();
+    assert_eq!(t["provisional"]["joint"]["provisional_seizures"], 1);
+    assert_eq!(t["provisional"]["joint"]["drugs_class_a_mg"], 1_250_000);
+    assert_eq!(t["provisional"]["forces"].as_object().unwrap().keys().collect::<Vec<_>>(), ["KENT"]);
+
+    // Moments: never in the future; a '+' lost to a space is explained.
+    let future = api.get(totals_t, &format!("{totals}?as_of=2999-01-01T00:00:00Z"), &coordinator).await;
+    assert!(future.status == 400 && future.body.contains("in the future"), "{}", future.body);
+    let plus = api.get(totals_t, &format!("{totals}?as_of=2023-10-10T12:00:00+01:00"), &coordinator).await;
+    assert!(plus.status == 400 && plus.body.contains("%2B"), "{}", plus.body);
+    let at = api.ok(totals_t, &format!("{totals}?as_of=2023-10-10T12:00:00%2B01:00"), &coordinator).await;
+    assert_eq!(at["as_of"], "2023-10-10T11:00:00.000Z");
+
+    // A justification in Welsh, sent as browsers must (RFC 8187), is kept;
+    // one too long is cut, and the answer says so.
+    let welsh = "Datganiad i’r wasg – Dŵr";
+    let encoded = format!("utf-8''{}", percent(welsh));
+    let req =
+        api.http.get(format!("{}{totals}", api.base)).bearer_auth(&coordinator).header("X-Justification", &encoded);
+    assert_eq!(api.send("get", totals_t, req).await.status, 200);
+    let long = format!("utf-8''{}", percent(&"é".repeat(400)));
+    let req = api.http.get(format!("{}{totals}", api.base)).bearer_auth(&coordinator).header("X-Justification", &long);
+    let cut = api.send("get", totals_t, req).await;
+    assert_eq!(cut.headers["x-justification-truncated"], "kept 500 of 800 bytes");
+
+    // CSV downloads: named, stamped, and with the published units.
+    let csv_t = "/api/v1/operations/{id}/totals.csv";
+    let csv = api.get(csv_t, &format!("{totals}.csv?units=published&as_of=2023-10-12T00:00:00Z"), &coordinator).await;
+    let disposition = csv.headers["content-disposition"].to_str().unwrap();
+    assert_eq!(disposition, "attachment; filename=\"OP-1-totals-as-of-20231012T000000Z.csv\"");
+    assert!(csv.body.lines().all(|l| l.starts_with("operation,") || l.starts_with("OP-1,2023-10-12T00:00:00.000Z,")));
+    assert_eq!(api.get(csv_t, &format!("{totals}.csv?units=kg"), &coordinator).await.status, 400);
+    let diff_t = "/api/v1/operations/{id}/diff.csv";
+    let diff =
+        api.get(diff_t, &format!("/api/v1/operations/{OP}/diff.csv?from=2023-01-01T00:00:00Z"), &coordinator).await;
+    assert_eq!(diff.status, 200, "{}", diff.body);
+    let joint = diff.body.lines().nth(1).unwrap();
+    assert!(joint.starts_with("OP-1,2023-01-01T00:00:00.000Z,") && joint.contains(",joint,8,"), "{joint}");
+    assert!(diff.headers["content-disposition"].to_str().unwrap().contains("OP-1-changes-20230101T000000Z-to-"));
+
+    // The description of the API is served, and is the one checked here.
+    let doc_res = api.http.get(format!("{}/api/v1/openapi.json", api.base)).send().await.unwrap();
+    assert_eq!(doc_res.status(), 200, "no token needed");
+    assert_eq!(doc_res.json::<Value>().await.unwrap(), api.doc);
+
+    server.stop().await;
+    rollup.stop().await;
+    // The access log has the moments the figures were for, and the text.
+    let log = records(&hub).access_log(0).unwrap();
+    let mine: Vec<_> = log.iter().filter(|a| a.token_id.as_deref() == Some(coordinator_id.as_str())).collect();
+    assert!(mine.iter().any(|a| a.justification.as_deref() == Some(welsh)), "{mine:?}");
+    assert!(mine.iter().any(|a| a.figures_at.as_deref() == Some("as_of=2023-10-10T11:00:00.000Z")));
+    assert!(mine.iter().any(|a| a.figures_at.as_deref() == Some("from=2023-01-01T00:00:00.000Z")));
+    assert!(!log.iter().any(|a| a.path.contains("openapi")), "the description serves no figures");
+    assert_eq!(records(&hub).verify_chain().unwrap().first_bad, None);
+}
+
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
