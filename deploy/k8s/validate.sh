@@ -23,15 +23,15 @@ mkdir -p "$work"
 step() { printf '\n== k8s: %s\n' "$*"; }
 
 step "tools: kustomize $KUSTOMIZE_VERSION, kubeconform $KUBECONFORM_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION"
-deploy_tool kustomize kubeconform kubernetes-validate
+deploy_tool kustomize kubeconform kubernetes-validate pyyaml
 
 k8s_schemas="$work/schemas-k8s-$K8S_VERSION"
 if [[ ! -f $k8s_schemas/.done ]]; then
-    src=$("$DEPLOY_TOOLS/venv/bin/python" -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')
+    src=$("$DEPLOY_PY" -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')
     src="$src/kubernetes-json-schema/v$K8S_VERSION-local-strict"
     [[ -d $src ]] || { echo "validate.sh: kubernetes-validate has no schemas for $K8S_VERSION ($src)" >&2; exit 1; }
     rm -rf "$k8s_schemas"
-    "$DEPLOY_TOOLS/venv/bin/python" "$here/schemas.py" kubernetes "$src" "$k8s_schemas"
+    "$DEPLOY_PY" "$here/schemas.py" kubernetes "$src" "$k8s_schemas"
     touch "$k8s_schemas/.done"
 fi
 
@@ -59,7 +59,7 @@ if [[ ! -f $strimzi_schemas/.done ]]; then
         "io.strimzi.api.kafka.model.topic.KafkaTopic=$work/crds/kafkatopic.yaml" \
         "io.strimzi.api.kafka.model.user.KafkaUser=$work/crds/kafkauser.yaml" >"$work/crdgen.log" 2>&1 \
         || { tail -20 "$work/crdgen.log" >&2; exit 1; }
-    "$DEPLOY_TOOLS/venv/bin/python" "$here/schemas.py" crd "$work/crds/kafkatopic.yaml" "$work/crds/kafkauser.yaml" "$strimzi_schemas"
+    "$DEPLOY_PY" "$here/schemas.py" crd "$work/crds/kafkatopic.yaml" "$work/crds/kafkauser.yaml" "$strimzi_schemas"
     touch "$strimzi_schemas/.done"
 fi
 
@@ -98,7 +98,7 @@ for tree in base overlays/local overlays/production; do
     out="$work/${tree//\//-}.yaml"
     kustomize build "$here/$tree" >"$out"
     kubeconform "${kubeconform_args[@]}" "$out" || failed=1
-    "$DEPLOY_TOOLS/venv/bin/python" "$here/policy.py" "$tree" "$out" || failed=1
+    "$DEPLOY_PY" "$here/policy.py" "$tree" "$out" || failed=1
 done
 ((failed == 0)) || { echo "validate.sh: FAILED" >&2; exit 1; }
 echo "k8s: every tree renders and validates (rendered manifests in $work)"
