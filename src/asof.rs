@@ -40,13 +40,18 @@ fn diff_rows<K: Ord + Clone>(from: &BTreeMap<K, Totals>, to: &BTreeMap<K, Totals
 
 /// `to − from`, figure by figure; rows that did not change are left out.
 pub fn diff(from: &OperationTotals, to: &OperationTotals) -> OperationTotals {
-    let mut joint = to.joint;
-    joint.add_scaled(&from.joint, -1);
+    let minus = |a: &Totals, b: &Totals| {
+        let mut d = *b;
+        d.add_scaled(a, -1);
+        d
+    };
     OperationTotals {
-        joint,
+        joint: minus(&from.joint, &to.joint),
         forces: diff_rows(&from.forces, &to.forces),
         joint_credit: diff_rows(&from.joint_credit, &to.joint_credit),
         days: diff_rows(&from.days, &to.days),
+        provisional: minus(&from.provisional, &to.provisional),
+        provisional_forces: diff_rows(&from.provisional_forces, &to.provisional_forces),
     }
 }
 

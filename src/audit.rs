@@ -52,7 +52,7 @@ pub fn access_log(rows: &[Access], format: Format) -> anyhow::Result<String> {
     Ok(match format {
         Format::Json => serde_json::to_string_pretty(rows)? + "\n",
         Format::Csv => csv_of(
-            ["seq", "at", "token_id", "role", "method", "path", "operation", "status", "justification"],
+            ["seq", "at", "token_id", "role", "method", "path", "operation", "status", "justification", "figures_at"],
             rows.iter().map(|a| {
                 [
                     a.seq.to_string(),
@@ -64,6 +64,7 @@ pub fn access_log(rows: &[Access], format: Format) -> anyhow::Result<String> {
                     opt(&a.operation),
                     a.status.to_string(),
                     opt(&a.justification),
+                    opt(&a.figures_at),
                 ]
             }),
         )?,
@@ -72,7 +73,7 @@ pub fn access_log(rows: &[Access], format: Format) -> anyhow::Result<String> {
             for a in rows {
                 writeln!(
                     out,
-                    "{:>6}  {}  {:<12} {:<14} {} {:<48} {}  {}",
+                    "{:>6}  {}  {:<12} {:<14} {} {:<48} {}  {}{}",
                     a.seq,
                     fmt_millis(a.at),
                     escape_controls(a.token_id.as_deref().unwrap_or("(no token)")),
@@ -81,6 +82,7 @@ pub fn access_log(rows: &[Access], format: Format) -> anyhow::Result<String> {
                     escape_controls(&a.path),
                     escape_controls(&a.method),
                     a.justification.as_deref().map_or(String::new(), |j| format!("reason: {}", escape_controls(j))),
+                    a.figures_at.as_deref().map_or(String::new(), |f| format!("  figures: {f}")),
                 )?;
             }
             writeln!(out, "{} entries", rows.len())?;
@@ -150,6 +152,7 @@ mod tests {
             operation: None,
             status: 401,
             justification: Some("=HYPERLINK(\"http://evil\")\r\n\u{1b}]0;pwned\u{7}".into()),
+            figures_at: None,
         }
     }
 

@@ -209,6 +209,8 @@ mod tests {
             detail: detail.into(),
             force: Some("KENT".into()),
             event_id: None,
+            operation: None,
+            at: None,
             original: crate::store::Original::default(),
             sent: true,
             replayed: false,

@@ -25,8 +25,13 @@ fn openapi() -> Value {
 
 /// The response must be one the OpenAPI document describes: its status,
 /// its content type, and (for JSON) its body against the schema.
-fn conforms(doc: &Value, template: &str, status: u16, content_type: &str, body: &str) {
-    let op = &doc["paths"][template]["get"];
+pub fn conforms(doc: &Value, template: &str, status: u16, content_type: &str, body: &str) {
+    conforms_to(doc, "get", template, status, content_type, body)
+}
+
+/// [`conforms`] for any method.
+pub fn conforms_to(doc: &Value, method: &str, template: &str, status: u16, content_type: &str, body: &str) {
+    let op = &doc["paths"][template][method];
     assert!(op.is_object(), "{template} is not in the OpenAPI document");
     let mut response = &op["responses"][status.to_string()];
     if let Some(r) = response["$ref"].as_str() {
@@ -168,8 +173,8 @@ async fn the_api_serves_exact_figures_to_those_entitled_and_logs_every_read() {
     let (status, body) =
         c.get("/api/v1/operations/{id}/totals.csv", &format!("{totals_p}.csv"), Some(&coordinator), None).await;
     assert_eq!(status, 200);
-    assert!(body.starts_with("total,joint,"), "{body}");
-    assert!(body.contains(&format!("\narrests,{},", want.joint.arrests)));
+    assert!(body.starts_with("operation,as_of,generated_at,total,joint,"), "{body}");
+    assert!(body.contains(&format!(",arrests,{},", want.joint.arrests)), "{body}");
     let forces =
         c.json("/api/v1/operations/{id}/forces", &format!("/api/v1/operations/{OP}/forces"), &coordinator).await;
     assert_eq!(forces["forces"]["MPS"], totals_json(&want.forces["MPS"]));
@@ -203,7 +208,7 @@ async fn the_api_serves_exact_figures_to_those_entitled_and_logs_every_read() {
             None,
         )
         .await;
-    assert!(body.starts_with("day,arrests,"));
+    assert!(body.starts_with("operation,as_of,generated_at,day,arrests,"), "{body}");
 
     // As of the first batch, and what changed since.
     let first_only = reference(first);
@@ -225,11 +230,15 @@ async fn the_api_serves_exact_figures_to_those_entitled_and_logs_every_read() {
     let (status, _) = c.get(totals_t, &format!("{totals_p}?as_of=yesterday"), Some(&coordinator), None).await;
     assert_eq!(status, 400);
 
-    // Dead letters: the whole hub's, coordinators only.
+    // Dead letters: the whole hub's for a coordinator of every operation.
     let dl = c.json("/api/v1/dead-letters", "/api/v1/dead-letters", &coordinator).await;
-    assert_eq!(dl["dead_letters"]["undecodable"], 1);
+    assert_eq!(dl["counts"]["undecodable"], 1);
+    assert_eq!(dl["dead_letters"][0]["reason"], "undecodable");
     let (_, body) = c.get("/api/v1/dead-letters.csv", "/api/v1/dead-letters.csv", Some(&coordinator), None).await;
-    assert_eq!(body, "reason,count\nundecodable,1\n");
+    assert!(
+        body.starts_with("operation,force,event_id,reason,detail,advice,topic,partition,offset,at\n,,,undecodable,"),
+        "{body}"
+    );
 
     // A force liaison: joint totals, and only their own row.
     let v = c.json(totals_t, &totals_p, &kent).await;
@@ -240,7 +249,11 @@ async fn the_api_serves_exact_figures_to_those_entitled_and_logs_every_read() {
         .get("/api/v1/operations/{id}/forces.csv", &format!("/api/v1/operations/{OP}/forces.csv"), Some(&kent), None)
         .await;
     assert_eq!(body.lines().count(), 2, "header and KENT only: {body}");
-    assert_eq!(c.get("/api/v1/dead-letters", "/api/v1/dead-letters", Some(&kent), None).await.0, 403);
+    // A liaison's dead letters are their own force's: none here.
+    let own = c.json("/api/v1/dead-letters", "/api/v1/dead-letters", &kent).await;
+    assert_eq!((own["force"].as_str(), own["dead_letters"].as_array().map(Vec::len)), (Some("KENT"), Some(0)));
+    let other = c.get("/api/v1/dead-letters", "/api/v1/dead-letters?force=MPS", Some(&kent), None).await;
+    assert_eq!(other.0, 403);
     // OP-B is the Met's alone: a Kent liaison may not read it; a coordinator
     // given OP-B only may not read the other.
     assert_eq!(c.get(totals_t, "/api/v1/operations/OP-B/totals", Some(&kent), None).await.0, 403);

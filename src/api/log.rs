@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -88,6 +88,7 @@ fn summary_entry(s: &Suppressed) -> Access {
             crate::domain::fmt_millis(s.from),
             crate::domain::fmt_millis(s.to)
         )),
+        figures_at: None,
     }
 }
 
@@ -104,23 +105,59 @@ fn cut(mut s: String, max: usize) -> String {
     s
 }
 
-/// The `X-Justification` header as sent: its bytes are kept (shown escaped
-/// by `audit`), only invalid UTF-8 is replaced.
-fn justification(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get("x-justification")?;
-    let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
-    (!text.trim().is_empty()).then(|| cut(text, JUSTIFICATION_BYTES))
+/// The prefix of a justification sent percent-encoded (RFC 8187's form):
+/// browsers cannot put other than Latin-1 in a header, and a justification
+/// may well be in Welsh.
+const ENCODED: &str = "utf-8''";
+
+/// The `X-Justification` header as sent, and its length in bytes when it
+/// was cut: its bytes are kept (shown escaped by `audit`), only invalid
+/// UTF-8 is replaced; the `utf-8''` form is decoded first.
+fn justification(headers: &HeaderMap) -> (Option<String>, Option<usize>) {
+    let Some(v) = headers.get("x-justification") else { return (None, None) };
+    let bytes = v.as_bytes();
+    let text = match bytes.get(..ENCODED.len()) {
+        Some(p) if p.eq_ignore_ascii_case(ENCODED.as_bytes()) => percent_decode(&bytes[ENCODED.len()..]),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    };
+    if text.trim().is_empty() {
+        return (None, None);
+    }
+    let sent = text.len();
+    (Some(cut(text, JUSTIFICATION_BYTES)), (sent > JUSTIFICATION_BYTES).then_some(sent))
 }
 
-/// The grant of the token in `Authorization: Bearer …`, revoked or not (the
-/// token itself is never logged).
+fn percent_decode(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The token of `Authorization: Bearer …` (the scheme in any case, RFC 9110).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The grant of the presented token, revoked or not (the token itself is
+/// never logged).
 fn presented(state: &ApiState, headers: &HeaderMap) -> Result<Option<Grant>, StoreError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+    let token = bearer(headers);
     match token {
         Some(t) => state.tokens(|r| r.find_token_any(&hash_token(t))),
         None => Ok(None),
@@ -162,12 +199,13 @@ impl ApiState {
 
 pub(super) async fn logged(State(state): State<Arc<ApiState>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path != "/api/v1" && !path.starts_with("/api/v1/") {
+    // The API's description is public: it serves no figures.
+    if path != "/api/v1" && !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json" {
         return next.run(req).await;
     }
     let target = req.uri().path_and_query().map_or(path, |p| p.as_str()).to_string();
     let method = req.method().to_string();
-    let justification = justification(req.headers());
+    let (justification, cut_from) = justification(req.headers());
     let presented = match presented(&state, req.headers()) {
         Ok(g) => g,
         Err(e) => {
@@ -183,8 +221,14 @@ pub(super) async fn logged(State(state): State<Arc<ApiState>>, mut req: Request,
         return refuse(&state, revoked, method, target, justification).await;
     };
     let operation = Arc::new(Mutex::new(None));
-    req.extensions_mut().insert(Caller { grant: grant.clone(), operation: operation.clone() });
-    let res = next.run(req).await;
+    let figures_at = Arc::new(Mutex::new(None));
+    let caller = Caller { grant: grant.clone(), operation: operation.clone(), figures_at: figures_at.clone() };
+    req.extensions_mut().insert(caller);
+    let mut res = next.run(req).await;
+    if let Some(sent) = cut_from {
+        let said = format!("kept {JUSTIFICATION_BYTES} of {sent} bytes");
+        res.headers_mut().insert("x-justification-truncated", said.parse().expect("ASCII"));
+    }
     let entry = Access {
         seq: 0,
         at: now(),
@@ -195,6 +239,7 @@ pub(super) async fn logged(State(state): State<Arc<ApiState>>, mut req: Request,
         operation: lock(&operation).take(),
         status: res.status().as_u16(),
         justification,
+        figures_at: lock(&figures_at).take(),
     };
     match off_runtime(&state, move |s| s.log(&entry)).await {
         Ok(()) => res,
@@ -222,9 +267,14 @@ async fn refuse(
         operation: None,
         status: StatusCode::UNAUTHORIZED.as_u16(),
         justification: justification.map(|j| cut(j, REFUSED_FIELD_BYTES)),
+        figures_at: None,
     };
     match off_runtime(state, move |s| s.log_refused(entry)).await {
-        Ok(()) => ApiError::unauthorized().into_response(),
+        Ok(()) => {
+            let mut res = ApiError::unauthorized().into_response();
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"jointops\""));
+            res
+        }
         Err(_) => ApiError::unavailable().into_response(),
     }
 }
@@ -261,6 +311,22 @@ mod tests {
         assert_eq!(ended, Some(Suppressed { from: t0, to: t0 + WINDOW_MS, count: 1000 - 60 }));
         assert!(itemise);
         assert_eq!(g.take(t0 + WINDOW_MS + 5), None, "nothing counted in the new window yet");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case_and_encoded_justifications_are_decoded() {
+        let h =
+            |name: &str, v: &str| HeaderMap::from_iter([(name.parse().unwrap(), HeaderValue::from_str(v).unwrap())]);
+        assert_eq!(bearer(&h("authorization", "bearer jo_1")), Some("jo_1"));
+        assert_eq!(bearer(&h("authorization", "BEARER  jo_1 ")), Some("jo_1"));
+        assert_eq!(bearer(&h("authorization", "Basic jo_1")), None);
+        assert_eq!(bearer(&h("authorization", "Bearer ")), None);
+        let (text, cut_from) =
+            justification(&h("x-justification", "utf-8''Cyfarfod%20y%20wasg%20%E2%80%93%20D%C5%B5r"));
+        assert_eq!((text.as_deref(), cut_from), (Some("Cyfarfod y wasg – Dŵr"), None));
+        let long = format!("utf-8''{}", "%C3%A9".repeat(300));
+        let (text, cut_from) = justification(&h("x-justification", &long));
+        assert_eq!((text.map(|t| t.chars().count()), cut_from), (Some(251), Some(600)), "250 é and the ellipsis");
     }
 
     #[test]

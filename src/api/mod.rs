@@ -4,9 +4,14 @@
 //! token and is written to the append-only access log, whatever its answer;
 //! when the log cannot be written, no figures are served.
 
+mod dead_letters;
+mod exports;
 mod log;
+mod params;
+mod publish;
 mod routes;
 mod server;
+mod status;
 mod streams;
 mod tls;
 
@@ -140,12 +145,24 @@ impl ApiError {
 pub struct Caller {
     pub grant: Grant,
     operation: Arc<Mutex<Option<String>>>,
+    figures_at: Arc<Mutex<Option<String>>>,
 }
 
 impl Caller {
     /// The operation this request concerns, for its access-log entry.
     fn concerns(&self, operation: &str) {
         *lock(&self.operation) = Some(operation.to_string());
+    }
+
+    /// The moments the figures served are for, for its access-log entry.
+    fn figures_at(&self, moments: &[(&str, Option<i64>)]) {
+        let said: Vec<String> = moments
+            .iter()
+            .filter_map(|(name, at)| at.map(|at| format!("{name}={}", crate::domain::fmt_millis(at))))
+            .collect();
+        if !said.is_empty() {
+            *lock(&self.figures_at) = Some(said.join(" "));
+        }
     }
 }
 

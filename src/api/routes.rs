@@ -1,12 +1,11 @@
 //! The routes: who may read what is decided here, per request; the
 //! access-log middleware (`log.rs`) records the answer given.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,17 +15,20 @@ use futures::stream::Stream;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{ApiError, ApiState, Caller};
+use super::exports::{self, Stamp, Units};
+use super::params::{moment, now, Known, NoParams, Strict};
+use super::{dead_letters, publish, status, ApiError, ApiState, Caller};
 use crate::access::Role;
+use crate::asof;
 use crate::domain::{fmt_millis, OperationTotals, Totals};
 use crate::store::{day_text, AccessStore, SqliteStore, TotalsReader};
-use crate::{asof, report};
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const FORMAT_JS: &str = include_str!("../../web/format.js");
 const CHARTS_JS: &str = include_str!("../../web/charts.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
+const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
@@ -37,12 +39,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }))
+        .route("/api/v1/whoami", get(status::whoami))
+        .route("/api/v1/status", get(status::hub))
         .route("/api/v1/operations", get(operations))
+        .route("/api/v1/operations/{id}/status", get(status::operation))
         .route("/api/v1/operations/{id}/diff", get(diff_json))
+        .route("/api/v1/operations/{id}/diff.csv", get(diff_csv))
         .route("/api/v1/operations/{id}/stream", get(stream))
+        .route("/api/v1/operations/{id}/publications", get(publish::list).post(publish::publish))
+        .route("/api/v1/operations/{id}/publications/{n}/changes", get(publish::changes))
         .route("/api/v1/operations/{id}/{view}", get(view))
-        .route("/api/v1/dead-letters", get(dead_letters_json))
-        .route("/api/v1/dead-letters.csv", get(dead_letters_csv))
+        .route("/api/v1/dead-letters", get(dead_letters::list))
+        .route("/api/v1/dead-letters.csv", get(dead_letters::csv))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not found".into()) })
         .with_state(state)
 }
@@ -61,7 +70,7 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
 /// Whether the caller may read `operation`. Only a coordinator of every
 /// operation learns that one does not exist: a liaison gets the same 403
 /// for an unknown operation as for one their force is not in.
-fn allow(state: &ApiState, c: &Caller, operation: &str) -> Result<(), ApiError> {
+pub(super) fn allow(state: &ApiState, c: &Caller, operation: &str) -> Result<(), ApiError> {
     c.concerns(operation);
     let op = state.operations.get(operation);
     let may = match op {
@@ -78,17 +87,18 @@ fn allow(state: &ApiState, c: &Caller, operation: &str) -> Result<(), ApiError> 
 }
 
 #[derive(Deserialize)]
-struct AsOf {
+struct ViewParams {
     as_of: Option<String>,
+    units: Option<String>,
 }
 
-fn parse_instant(name: &str, text: &str) -> Result<i64, ApiError> {
-    crate::config::parse_instant(name, text).map_err(ApiError::bad_request)
+impl Known for ViewParams {
+    const NAMES: &'static [&'static str] = &["as_of", "units"];
 }
 
 /// The operation's totals now, or as of a moment; per-force rows the caller
 /// may not see are removed.
-async fn totals_for(
+pub(super) async fn totals_for(
     state: &Arc<ApiState>,
     c: &Caller,
     id: &str,
@@ -115,12 +125,18 @@ async fn totals_for(
         }
     };
     let grant = &c.grant;
-    t.forces.retain(|f, _| grant.may_see_force(f));
-    t.joint_credit.retain(|f, _| grant.may_see_force(f));
+    hide_forces(&mut t, grant);
     Ok(t)
 }
 
-fn totals_object(t: &Totals) -> Value {
+/// Removes the per-force rows a caller may not see.
+fn hide_forces(t: &mut OperationTotals, grant: &crate::access::Grant) {
+    t.forces.retain(|f, _| grant.may_see_force(f));
+    t.joint_credit.retain(|f, _| grant.may_see_force(f));
+    t.provisional_forces.retain(|f, _| grant.may_see_force(f));
+}
+
+pub(super) fn totals_object(t: &Totals) -> Value {
     Value::Object(t.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>())
 }
 
@@ -132,19 +148,27 @@ fn credit_object(t: &OperationTotals) -> Value {
     Value::Object(t.joint_credit.iter().map(|(f, r)| (f.clone(), totals_object(r))).collect())
 }
 
-fn totals_body(id: &str, version: i64, as_of: Option<i64>, t: &OperationTotals) -> Value {
-    json!({
-        "operation": id,
-        "as_of": as_of.map(fmt_millis),
-        "version": version,
-        "totals": totals_object(&t.joint),
-        "forces": forces_object(t),
-        "joint_credit": credit_object(t),
-    })
+/// The figures: joint totals, the per-force view, the joint outcomes' part
+/// of it, and the part still provisional (how many, of what, whose).
+pub(super) fn figures_json(t: &OperationTotals) -> Map<String, Value> {
+    let provisional: Map<String, Value> =
+        t.provisional_forces.iter().map(|(f, r)| (f.clone(), totals_object(r))).collect();
+    let mut m = Map::new();
+    m.insert("totals".into(), totals_object(&t.joint));
+    m.insert("forces".into(), forces_object(t));
+    m.insert("joint_credit".into(), credit_object(t));
+    m.insert("provisional".into(), json!({ "joint": totals_object(&t.provisional), "forces": provisional }));
+    m
 }
 
-fn csv(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+fn totals_body(id: &str, version: i64, as_of: Option<i64>, t: &OperationTotals) -> Value {
+    let mut m = Map::new();
+    m.insert("operation".into(), json!(id));
+    m.insert("as_of".into(), json!(as_of.map(fmt_millis)));
+    m.insert("generated_at".into(), json!(fmt_millis(now())));
+    m.insert("version".into(), json!(version));
+    m.extend(figures_json(t));
+    Value::Object(m)
 }
 
 /// The views of one operation's figures, now or as of a moment: JSON and CSV
@@ -152,34 +176,48 @@ fn csv(body: String) -> Response {
 async fn view(
     State(state): State<Arc<ApiState>>,
     Path((id, view)): Path<(String, String)>,
-    Query(q): Query<AsOf>,
     Extension(c): Extension<Caller>,
+    Strict(q): Strict<ViewParams>,
 ) -> Result<Response, ApiError> {
     const VIEWS: &[&str] = &["totals", "totals.csv", "forces", "forces.csv", "timeline", "timeline.csv"];
     if !VIEWS.contains(&view.as_str()) {
         return Err(ApiError(StatusCode::NOT_FOUND, "not found".into()));
     }
     allow(&state, &c, &id)?;
-    let at = q.as_of.as_deref().map(|t| parse_instant("as_of", t)).transpose()?;
+    let generated = now();
+    let at = q.as_of.as_deref().map(|t| moment("as_of", t, generated)).transpose()?;
+    c.figures_at(&[("as_of", at)]);
+    let units = Units::parse(q.units.as_deref()).map_err(ApiError::bad_request)?;
     let version = state.read(|s| s.version()).map_err(ApiError::internal)?;
     let t = totals_for(&state, &c, &id, at).await?;
     let days = || t.days.iter().map(|(d, r)| (day_text(*d), r));
+    let stamp = Stamp::figures(&id, at.unwrap_or(generated), generated);
+    let name = |what: &str| format!("{id}-{what}-as-of-{}", exports::compact(at.unwrap_or(generated)));
+    let stamped = |mut v: Value| {
+        v["generated_at"] = json!(fmt_millis(generated));
+        Json(v).into_response()
+    };
     Ok(match view.as_str() {
         "totals" => Json(totals_body(&id, version, at, &t)).into_response(),
-        "totals.csv" => csv(report::to_csv(&t)),
-        "forces" => Json(json!({
+        "totals.csv" => {
+            let forces: Vec<(&str, &Totals)> = t.forces.iter().map(|(f, r)| (f.as_str(), r)).collect();
+            exports::download(exports::by_total(&stamp, units, &t.joint, &forces), &name("totals"))
+        }
+        "forces" => stamped(json!({
             "operation": id,
             "as_of": at.map(fmt_millis),
             "forces": forces_object(&t),
             "joint_credit": credit_object(&t),
-        }))
-        .into_response(),
-        "forces.csv" => csv(report::rows_csv("force", t.forces.iter().map(|(f, r)| (f.clone(), r)))),
+        })),
+        "forces.csv" => {
+            let rows = t.forces.iter().map(|(f, r)| (f.clone(), r));
+            exports::download(exports::rows(&stamp, "force", units, rows), &name("forces"))
+        }
         "timeline" => {
             let days: Vec<Value> = days().map(|(day, r)| json!({ "day": day, "totals": totals_object(r) })).collect();
-            Json(json!({ "operation": id, "as_of": at.map(fmt_millis), "days": days })).into_response()
+            stamped(json!({ "operation": id, "as_of": at.map(fmt_millis), "days": days }))
         }
-        _ => csv(report::rows_csv("day", days())),
+        _ => exports::download(exports::rows(&stamp, "day", units, days()), &name("timeline")),
     })
 }
 
@@ -187,32 +225,75 @@ async fn view(
 struct Between {
     from: Option<String>,
     to: Option<String>,
+    units: Option<String>,
+}
+
+impl Known for Between {
+    const NAMES: &'static [&'static str] = &["from", "to", "units"];
+}
+
+/// `to − from` of one operation, with the moments it is between.
+async fn diff_of(
+    state: &Arc<ApiState>,
+    c: &Caller,
+    id: &str,
+    q: &Between,
+) -> Result<(i64, Option<i64>, OperationTotals), ApiError> {
+    allow(state, c, id)?;
+    let now = now();
+    let from_text = q.from.as_deref().ok_or_else(|| ApiError::bad_request("from is required (RFC 3339)".into()))?;
+    let from = moment("from", from_text, now)?;
+    let to = q.to.as_deref().map(|t| moment("to", t, now)).transpose()?;
+    c.figures_at(&[("from", Some(from)), ("to", to)]);
+    let a = totals_for(state, c, id, Some(from)).await?;
+    let b = totals_for(state, c, id, to).await?;
+    Ok((from, to, asof::diff(&a, &b)))
 }
 
 /// "What changed since the figures were published": `to − from`.
 async fn diff_json(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
-    Query(q): Query<Between>,
     Extension(c): Extension<Caller>,
+    Strict(q): Strict<Between>,
 ) -> Result<Json<Value>, ApiError> {
-    allow(&state, &c, &id)?;
-    let from_text = q.from.ok_or_else(|| ApiError::bad_request("from is required (RFC 3339)".into()))?;
-    let from = parse_instant("from", &from_text)?;
-    let to = q.to.as_deref().map(|t| parse_instant("to", t)).transpose()?;
-    let a = totals_for(&state, &c, &id, Some(from)).await?;
-    let b = totals_for(&state, &c, &id, to).await?;
-    let d = asof::diff(&a, &b);
+    let (from, to, d) = diff_of(&state, &c, &id, &q).await?;
     Ok(Json(json!({
         "operation": id,
         "from": fmt_millis(from),
         "to": to.map(fmt_millis),
+        "generated_at": fmt_millis(now()),
         "totals": totals_object(&d.joint),
         "forces": forces_object(&d),
     })))
 }
 
-async fn operations(State(state): State<Arc<ApiState>>, Extension(c): Extension<Caller>) -> Json<Value> {
+/// The same as CSV: a `joint` row, then one per force that changed.
+async fn diff_csv(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    Extension(c): Extension<Caller>,
+    Strict(q): Strict<Between>,
+) -> Result<Response, ApiError> {
+    let units = Units::parse(q.units.as_deref()).map_err(ApiError::bad_request)?;
+    let (from, to, d) = diff_of(&state, &c, &id, &q).await?;
+    let generated = now();
+    let stamp = Stamp(vec![
+        ("operation", id.clone()),
+        ("from", fmt_millis(from)),
+        ("to", fmt_millis(to.unwrap_or(generated))),
+        ("generated_at", fmt_millis(generated)),
+    ]);
+    let rows = std::iter::once(("joint".to_string(), &d.joint)).chain(d.forces.iter().map(|(f, r)| (f.clone(), r)));
+    let name = format!("{id}-changes-{}-to-{}", exports::compact(from), exports::compact(to.unwrap_or(generated)));
+    Ok(exports::download(exports::rows(&stamp, "scope", units, rows), &name))
+}
+
+async fn operations(
+    State(state): State<Arc<ApiState>>,
+    Extension(c): Extension<Caller>,
+    Strict(NoParams {}): Strict<NoParams>,
+) -> Json<Value> {
     let grant = &c.grant;
     let mut ops: Vec<_> =
         state.operations.iter().filter(|o| grant.may_see_operation(&o.id, o.forces.as_ref())).collect();
@@ -231,33 +312,6 @@ async fn operations(State(state): State<Arc<ApiState>>, Extension(c): Extension<
         })
         .collect();
     Json(json!({ "operations": list }))
-}
-
-fn dead_letters(state: &ApiState, c: &Caller) -> Result<BTreeMap<String, i64>, ApiError> {
-    if !c.grant.may_see_dead_letters() {
-        return Err(ApiError::forbidden());
-    }
-    state.read(|s| s.dead_letter_counts()).map_err(ApiError::internal)
-}
-
-async fn dead_letters_json(
-    State(state): State<Arc<ApiState>>,
-    Extension(c): Extension<Caller>,
-) -> Result<Json<Value>, ApiError> {
-    let counts = dead_letters(&state, &c)?;
-    Ok(Json(json!({ "dead_letters": counts })))
-}
-
-async fn dead_letters_csv(
-    State(state): State<Arc<ApiState>>,
-    Extension(c): Extension<Caller>,
-) -> Result<Response, ApiError> {
-    let counts = dead_letters(&state, &c)?;
-    let mut body = String::from("reason,count\n");
-    for (reason, n) in counts {
-        body.push_str(&format!("{reason},{n}\n"));
-    }
-    Ok(csv(body))
 }
 
 /// How often a live stream checks that its token is still valid.
@@ -294,8 +348,7 @@ impl Live {
             let version = self.state.read(|s| s.version()).ok()?;
             if Some(version) != self.last {
                 let mut t = self.state.read(|s| s.totals(&self.id)).ok()?.unwrap_or_default();
-                t.forces.retain(|f, _| self.caller.grant.may_see_force(f));
-                t.joint_credit.retain(|f, _| self.caller.grant.may_see_force(f));
+                hide_forces(&mut t, &self.caller.grant);
                 let body = totals_body(&self.id, version, None, &t);
                 self.last = Some(version);
                 return Some((Ok(Event::default().event("totals").data(body.to_string())), self));
@@ -315,6 +368,7 @@ async fn stream(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     Extension(c): Extension<Caller>,
+    Strict(NoParams {}): Strict<NoParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     allow(&state, &c, &id)?;
     let slot = state

@@ -66,6 +66,11 @@ pub struct OperationTotals {
     /// `occurred_at`), in the operation's local offset; only days with an
     /// active outcome have a row.
     pub days: BTreeMap<Day, Totals>,
+    /// The part of `joint` that comes from seizures whose lead report is
+    /// provisional: how many (`provisional_seizures`) and of what.
+    pub provisional: Totals,
+    /// The same per credited force: which force's figures may still change.
+    pub provisional_forces: BTreeMap<String, Totals>,
 }
 
 /// One real-world outcome: what its lead (R4) and its credited forces (R5)
@@ -196,6 +201,8 @@ enum Scope {
     Day(Day),
     Force(String),
     Credit(String),
+    Provisional,
+    ProvisionalForce(String),
 }
 
 #[derive(Default)]
@@ -347,10 +354,15 @@ fn change(
         let Some(c) = c else { continue };
         let joint = c.forces.len() >= 2;
         let credits = c.forces.iter().filter(|_| joint).map(|f| Scope::Credit(f.clone()));
+        // A provisional lead is what `provisional_seizures` counts (§5).
+        let provisional = c.measures.provisional_seizures > 0;
+        let pending = c.forces.iter().filter(|_| provisional).map(|f| Scope::ProvisionalForce(f.clone()));
         let scopes = [Scope::Joint, Scope::Day(c.day)]
             .into_iter()
             .chain(c.forces.iter().map(|f| Scope::Force(f.clone())))
-            .chain(credits);
+            .chain(credits)
+            .chain(provisional.then_some(Scope::Provisional))
+            .chain(pending);
         for scope in scopes {
             let row = match staged.get(&scope) {
                 Some(row) => *row,
@@ -366,6 +378,8 @@ fn change(
             Scope::Day(d) => set_row(&mut totals.days, d, row, keep),
             Scope::Force(f) => set_row(&mut totals.forces, f, row, keep),
             Scope::Credit(f) => set_row(&mut totals.joint_credit, f, row, keep),
+            Scope::Provisional => totals.provisional = row,
+            Scope::ProvisionalForce(f) => set_row(&mut totals.provisional_forces, f, row, keep),
         }
     }
     Ok(())
@@ -377,6 +391,8 @@ fn row(totals: &OperationTotals, scope: &Scope) -> Totals {
         Scope::Day(d) => totals.days.get(d),
         Scope::Force(f) => totals.forces.get(f),
         Scope::Credit(f) => totals.joint_credit.get(f),
+        Scope::Provisional => Some(&totals.provisional),
+        Scope::ProvisionalForce(f) => totals.provisional_forces.get(f),
     };
     found.copied().unwrap_or_default()
 }

@@ -46,6 +46,26 @@ fn r1_duplicate_and_lower_revision_change_nothing() {
     assert_eq!(joint(&e).drugs_class_a_mg, 700);
 }
 
+/// "3 seizures still provisional" must say of what and whose: the
+/// provisional part follows the lead (R4) and its credited forces (R5).
+#[test]
+fn the_provisional_part_says_of_what_and_which_forces_and_empties_when_confirmed() {
+    let weighed = |mg, provisional| Outcome::Seizure { item: SeizureItem::DrugClassA, quantity: mg, provisional };
+    let mut e = Engine::new();
+    e.apply(event("MPS", "a", 1, Some("j"), weighed(1_250_000, true))).unwrap();
+    e.apply(event("KNT", "b", 1, None, drugs(40))).unwrap();
+    e.apply(event("TVP", "c", 2, Some("j"), weighed(1_300_000, true))).unwrap();
+    let t = e.totals("OP").unwrap();
+    assert_eq!((t.provisional.provisional_seizures, t.provisional.drugs_class_a_mg), (1, 1_300_000), "the lead's");
+    assert_eq!(t.provisional_forces.keys().collect::<Vec<_>>(), ["MPS", "TVP"]);
+    assert_eq!(t.provisional_forces["MPS"].drugs_class_a_mg, 1_300_000);
+    // The lead confirmed after weighing: nothing provisional is left.
+    e.apply(event("TVP", "c", 3, Some("j"), weighed(1_280_000, false))).unwrap();
+    let t = e.totals("OP").unwrap();
+    assert!(t.provisional.is_zero() && t.provisional_forces.is_empty(), "{t:?}");
+    assert_eq!(t.joint.drugs_class_a_mg, 1_280_040);
+}
+
 #[test]
 fn r2_same_revision_different_content_is_refused_and_changes_nothing() {
     let mut e = Engine::new();
@@ -213,10 +233,17 @@ fn reference(events: &[OutcomeEvent]) -> BTreeMap<String, OperationTotals> {
         op.joint.add_scaled(&m, 1);
         op.days.entry(lead.occurred_at.div_euclid(86_400_000)).or_default().add_scaled(&m, 1);
         let joint = forces.len() > 1;
+        let provisional = matches!(lead.outcome, Outcome::Seizure { provisional: true, .. });
+        if provisional {
+            op.provisional.add_scaled(&m, 1);
+        }
         for f in forces {
             op.forces.entry(f.to_string()).or_default().add_scaled(&m, 1);
             if joint {
                 op.joint_credit.entry(f.to_string()).or_default().add_scaled(&m, 1);
+            }
+            if provisional {
+                op.provisional_forces.entry(f.to_string()).or_default().add_scaled(&m, 1);
             }
         }
     }

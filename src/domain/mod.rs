@@ -19,7 +19,7 @@ pub use event::{
 };
 pub use operations::{Operation, Operations, UnknownOperation};
 pub use partition::partition_for;
-pub use reason::Reason;
+pub use reason::{advice_for, Reason};
 pub use totals::Totals;
 
 /// RFC 3339 (UTC, milliseconds) for messages; the raw number if out of range.

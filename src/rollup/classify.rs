@@ -38,6 +38,7 @@ pub enum Verdict {
         detail: String,
         force: Option<String>,
         event_id: Option<String>,
+        operation: Option<String>,
     },
 }
 
@@ -48,10 +49,17 @@ pub struct Dead {
     pub detail: String,
     pub force: Option<String>,
     pub event_id: Option<String>,
+    pub operation: Option<String>,
 }
 
 fn dead(reason: Reason, detail: String, event: Option<&OutcomeEvent>) -> Dead {
-    Dead { reason, detail, force: event.map(|e| e.force.clone()), event_id: event.map(|e| e.event_id.clone()) }
+    Dead {
+        reason,
+        detail,
+        force: event.map(|e| e.force.clone()),
+        event_id: event.map(|e| e.event_id.clone()),
+        operation: event.map(|e| e.operation.clone()),
+    }
 }
 
 /// A keyed record on another partition than its key's (§3). Keyless or
@@ -100,9 +108,12 @@ pub fn check(c: Checks<'_>, msg: Incoming<'_>) -> Result<OutcomeEvent, Dead> {
 pub fn classify(c: Checks<'_>, engine: &mut Engine, msg: Incoming<'_>) -> Verdict {
     let event = match check(c, msg) {
         Ok(e) => e,
-        Err(d) => return Verdict::Dead { reason: d.reason, detail: d.detail, force: d.force, event_id: d.event_id },
+        Err(d) => {
+            let Dead { reason, detail, force, event_id, operation } = d;
+            return Verdict::Dead { reason, detail, force, event_id, operation };
+        }
     };
-    let (force, event_id) = (event.force.clone(), event.event_id.clone());
+    let (force, event_id, operation) = (event.force.clone(), event.event_id.clone(), event.operation.clone());
     match engine.apply(event) {
         Ok(applied) => Verdict::Counted { applied, changed: applied.changed().then_some((force, event_id)) },
         Err(refused) => Verdict::Dead {
@@ -110,6 +121,7 @@ pub fn classify(c: Checks<'_>, engine: &mut Engine, msg: Incoming<'_>) -> Verdic
             detail: refused.to_string(),
             force: Some(force),
             event_id: Some(event_id),
+            operation: Some(operation),
         },
     }
 }

@@ -259,6 +259,8 @@ mod tests {
             detail: "x".repeat(5000),
             force: None,
             event_id: None,
+            operation: None,
+            at: None,
             original: Original {
                 key: Some(b"k".to_vec()),
                 value: Some(vec![0; value]),

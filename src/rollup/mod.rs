@@ -4,6 +4,7 @@
 
 pub mod classify;
 mod dlq;
+mod heartbeat;
 mod rebuild;
 pub mod replay;
 
@@ -20,9 +21,9 @@ use tracing::{debug, info, warn};
 
 use crate::codec::Registry;
 use crate::config::HubSettings;
-use crate::domain::{Engine, Operations};
+use crate::domain::{Applied, Engine, Operations};
 use crate::kafka;
-use crate::store::{Batch, DeadLetter, HistoryRow, SqliteStore, Store};
+use crate::store::{Activity, Batch, DeadLetter, Heartbeat, HistoryRow, SqliteStore, Store};
 use crate::trust::{Keyring, SignatureHeaders};
 use classify::{classify, Checks, Incoming, Verdict};
 
@@ -45,6 +46,8 @@ struct Pending {
     operations: BTreeSet<String>,
     dead: Vec<DeadLetter>,
     offsets: BTreeMap<i32, i64>,
+    /// Per (operation, force): new reports, newest Kafka time counted.
+    activity: BTreeMap<(String, String), (i64, i64)>,
 }
 
 /// Rebuilds the engine from the store's reports (the state is a set, so the
@@ -96,6 +99,9 @@ struct Rollup<'a> {
     send_dead_letters: bool,
     /// Held while this process is the store's writer.
     lock: Option<std::fs::File>,
+    /// Each partition's next offset as committed to the store.
+    committed: BTreeMap<i32, i64>,
+    ends: heartbeat::Ends,
 }
 
 impl Rollup<'_> {
@@ -111,13 +117,16 @@ impl Rollup<'_> {
         };
         self.stats.consumed += 1;
         let checks = Checks { registry: self.registry, operations: &self.operations, keyring: &self.keyring };
+        // When the record reached the topic: as-of figures and a force's
+        // last counted event then read the same after a rebuild.
+        let at = msg.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         match classify(checks, &mut self.engine, incoming) {
-            Verdict::Counted { changed: Some((force, event_id)), .. } => {
+            Verdict::Counted { applied, changed: Some((force, event_id)) } => {
                 let e = self.engine.report(&force, &event_id).expect("a changed report is in the engine");
                 self.pending.operations.insert(e.operation.clone());
-                // When the record reached the topic: as-of figures then read
-                // the same after a rebuild.
-                let at = msg.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+                let act = self.pending.activity.entry((e.operation.clone(), force.clone())).or_default();
+                act.0 += i64::from(applied == Applied::New);
+                act.1 = act.1.max(at);
                 self.pending.history.push(HistoryRow {
                     revision: e.revision,
                     operation: e.operation.clone(),
@@ -129,7 +138,7 @@ impl Rollup<'_> {
                 self.stats.changed += 1;
             }
             Verdict::Counted { changed: None, .. } => self.stats.unchanged += 1,
-            Verdict::Dead { reason, detail, force, event_id } => {
+            Verdict::Dead { reason, detail, force, event_id, operation } => {
                 debug!(partition = msg.partition(), offset = msg.offset(), %reason, %detail, "Dead-lettering.");
                 self.pending.dead.push(DeadLetter {
                     topic: msg.topic().to_string(),
@@ -139,6 +148,8 @@ impl Rollup<'_> {
                     detail,
                     force,
                     event_id,
+                    operation,
+                    at: msg.timestamp().to_millis(),
                     original: dlq::original_of(msg),
                     sent: self.send_dead_letters,
                     replayed: false,
@@ -148,6 +159,15 @@ impl Rollup<'_> {
         }
         self.pending.offsets.insert(msg.partition(), msg.offset() + 1);
         self.pending.events += 1;
+    }
+
+    /// A heartbeat with the lag behind the topic. Failing to write one is
+    /// logged, not fatal: readers then say the rollup looks stopped.
+    fn beat(&mut self) {
+        let beat = Heartbeat { at: chrono::Utc::now().timestamp_millis(), lag: self.ends.lag(&self.committed) };
+        if let Err(e) = self.store.heartbeat(&beat) {
+            warn!(error = %e, "Heartbeat not written.");
+        }
     }
 
     /// Dead letters first (acknowledged by Kafka), then state + offsets in one
@@ -195,7 +215,14 @@ impl Rollup<'_> {
         batch.history = p.history;
         batch.dead_letters = p.dead;
         batch.offsets = p.offsets.iter().map(|(&part, &next)| (k.topic.clone(), part, next)).collect();
+        batch.activity = p
+            .activity
+            .into_iter()
+            .map(|((operation, force), (events, last_at))| Activity { operation, force, events, last_at })
+            .collect();
+        batch.committed_at = chrono::Utc::now().timestamp_millis();
         self.store.commit(&batch)?;
+        self.committed.extend(&p.offsets);
         self.stats.batches += 1;
         if self.send_dead_letters {
             // The group's offsets only show lag to operators; the store's are the truth.
@@ -324,7 +351,12 @@ async fn consume(
         stats: Stats::default(),
         send_dead_letters: rebuilding.is_none(),
         lock,
+        committed: BTreeMap::new(),
+        ends: heartbeat::Ends::watch(settings)?,
     };
+    r.committed = r.store.offsets(&k.topic)?;
+    r.beat();
+    let mut beat_at = Instant::now() + heartbeat::EVERY;
     let batch_wait = Duration::from_millis(settings.rollup.batch_ms);
     let mut flush_at = tokio::time::Instant::now() + batch_wait;
     let mut next_check = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -358,6 +390,10 @@ async fn consume(
             },
             _ = tokio::time::sleep_until(next_check) => {
                 next_check = tokio::time::Instant::now() + Duration::from_secs(1);
+                if Instant::now() >= beat_at {
+                    r.beat();
+                    beat_at = Instant::now() + heartbeat::EVERY;
+                }
                 // A client that receives nothing while the topic has more is
                 // stuck (librdkafka can stall an assigned partition after a
                 // broker restart): start a fresh one from the store's offsets.

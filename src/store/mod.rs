@@ -5,14 +5,18 @@
 //! live in a file of their own ([`records`]), which no rebuild replaces.
 
 mod files;
+mod publications;
 pub mod records;
 mod sqlite;
+mod status;
 
 use std::collections::BTreeMap;
 
 pub use files::FileId;
+pub use publications::Publication;
 pub use records::{Access, AccessStore, ChainCheck, RecordsStore};
 pub use sqlite::{day_number, day_text, SqliteStore};
+pub use status::{Activity, DeadLetterQuery, Heartbeat, RollupStatus, Tally};
 
 use crate::config::StoreSettings;
 use crate::domain::{OperationTotals, OutcomeEvent};
@@ -57,6 +61,10 @@ pub struct DeadLetter {
     pub detail: String,
     pub force: Option<String>,
     pub event_id: Option<String>,
+    /// The operation the record named, when it could be read.
+    pub operation: Option<String>,
+    /// The record's Kafka timestamp (ms), when it had one.
+    pub at: Option<i64>,
     pub original: Original,
     /// Whether it is on the dead-letter topic.
     pub sent: bool,
@@ -161,6 +169,11 @@ pub struct Batch {
     pub dead_letters: Vec<DeadLetter>,
     /// `(topic, partition, next offset to read)`.
     pub offsets: Vec<(String, i32, i64)>,
+    /// Per operation and force: reports first counted in this batch, and
+    /// the newest Kafka timestamp of a revision counted.
+    pub activity: Vec<Activity>,
+    /// When the batch was committed (ms, the hub's clock).
+    pub committed_at: i64,
 }
 
 /// What the rollup needs from a store.
@@ -170,6 +183,9 @@ pub trait Store {
     /// The next offset to read for each partition of `topic`.
     fn offsets(&self, topic: &str) -> Result<BTreeMap<i32, i64>, StoreError>;
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+    /// The rollup's sign of life, written every few seconds while it runs,
+    /// so that readers can tell a stopped rollup from a quiet topic.
+    fn heartbeat(&mut self, beat: &Heartbeat) -> Result<(), StoreError>;
     /// Finishes with a store that nobody else has open, leaving it
     /// self-contained (for SQLite: the WAL folded in, no `-wal` file), so
     /// that a rebuilt store can be renamed into place.
@@ -186,6 +202,20 @@ pub trait TotalsReader {
     fn history_until(&self, operation: &str, at: i64) -> Result<Vec<Vec<u8>>, StoreError>;
     /// A number that changes whenever the totals may have changed.
     fn version(&self) -> Result<i64, StoreError>;
+    /// The last heartbeat and commit of the rollup, if one ever ran.
+    fn rollup_status(&self) -> Result<Option<RollupStatus>, StoreError>;
+    /// What each force has had counted in `operation`.
+    fn activity(&self, operation: &str) -> Result<Vec<Activity>, StoreError>;
+    /// Outstanding (not replayed) dead letters matching `q`, counted by
+    /// operation, force and reason.
+    fn dead_letter_tally(&self, q: &DeadLetterQuery<'_>) -> Result<Vec<Tally>, StoreError>;
+    /// Hands each outstanding dead letter matching `q` to `f`, without its
+    /// original bytes, in source order, until `f` returns false.
+    fn each_outstanding(
+        &self,
+        q: &DeadLetterQuery<'_>,
+        f: &mut dyn FnMut(DeadLetter) -> bool,
+    ) -> Result<(), StoreError>;
 }
 
 /// The dead-letter log, for `dlq list`, `dlq replay` and rebuilds.

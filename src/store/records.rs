@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS access_log (
     operation     TEXT,
     status        INTEGER NOT NULL,
     justification TEXT,
+    figures_at    TEXT,                -- as_of / from / to of the figures served, resolved
     prev_hash     BLOB NOT NULL,       -- the entry before's `hash` (zeros for the first)
     hash          BLOB NOT NULL        -- SHA-256 of prev_hash and this entry's content
 );
@@ -59,6 +60,9 @@ pub struct Access {
     pub operation: Option<String>,
     pub status: u16,
     pub justification: Option<String>,
+    /// The moments the figures served were for (`as_of`, `from`, `to`),
+    /// resolved to UTC: what was seen, whatever form the query took.
+    pub figures_at: Option<String>,
 }
 
 /// Tokens and the access log.
@@ -94,7 +98,7 @@ const GENESIS: [u8; 32] = [0; 32];
 /// The hash of an entry: its predecessor's hash, then its content as a JSON
 /// array (unambiguous, whatever bytes the fields hold).
 pub fn entry_hash(prev: &[u8], a: &Access) -> [u8; 32] {
-    let content = serde_json::to_vec(&(
+    let mut content = serde_json::to_vec(&(
         a.seq,
         a.at,
         &a.token_id,
@@ -106,6 +110,14 @@ pub fn entry_hash(prev: &[u8], a: &Access) -> [u8; 32] {
         &a.justification,
     ))
     .expect("plain values serialise");
+    // Entries from before `figures_at` existed keep the hash they were
+    // given: the field joins the array only when it is set.
+    if let Some(at) = &a.figures_at {
+        content.pop();
+        content.push(b',');
+        content.extend(serde_json::to_vec(at).expect("a string serialises"));
+        content.push(b']');
+    }
     let mut h = Sha256::new();
     h.update(prev);
     h.update(&content);
@@ -113,7 +125,7 @@ pub fn entry_hash(prev: &[u8], a: &Access) -> [u8; 32] {
 }
 
 pub struct RecordsStore {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: String,
 }
 
@@ -151,6 +163,7 @@ fn access_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Access> {
         operation: r.get(6)?,
         status: r.get(7)?,
         justification: r.get(8)?,
+        figures_at: r.get(9)?,
     })
 }
 
@@ -158,7 +171,9 @@ const LEGACY_TOKEN_COLUMNS: &str = "id, hash, role, operations, label, created_a
 /// A row of an older store's `tokens` table, in [`LEGACY_TOKEN_COLUMNS`] order.
 type LegacyToken = (String, Vec<u8>, String, Option<String>, String, i64, Option<i64>);
 const GRANT_COLUMNS: &str = "id, role, operations, label, created_at, revoked_at";
-const ACCESS_COLUMNS: &str = "seq, at, token_id, role, method, path, operation, status, justification";
+const ACCESS_COLUMNS: &str = "seq, at, token_id, role, method, path, operation, status, justification, figures_at";
+/// An older store's access log, without `figures_at`.
+const LEGACY_ACCESS_COLUMNS: &str = "seq, at, token_id, role, method, path, operation, status, justification, NULL";
 
 impl RecordsStore {
     /// Opens (creating if needed, mode 0600) the records file. When it is
@@ -174,6 +189,8 @@ impl RecordsStore {
             .execute_batch("PRAGMA busy_timeout=10000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(|e| s.err(e))?;
         s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
+        s.conn.execute_batch(super::publications::SCHEMA).map_err(|e| s.err(e))?;
+        s.add_figures_at()?;
         if let Some(old) = legacy.filter(|p| fresh && p.exists()) {
             // All or nothing: a half-filled records file would never be
             // filled again (only a new one imports), so it goes.
@@ -188,17 +205,31 @@ impl RecordsStore {
         Ok(s)
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
+    pub(super) fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite { path: self.path.clone(), source }
     }
 
-    fn rows<T, C: FromIterator<T>>(
+    pub(super) fn rows<T, C: FromIterator<T>>(
         &self,
         sql: &str,
         params: impl rusqlite::Params,
         row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<C, StoreError> {
         super::collect_rows(&self.conn, &self.path, sql, params, row)
+    }
+
+    /// A records file of an earlier version gains the `figures_at` column.
+    fn add_figures_at(&self) -> Result<(), StoreError> {
+        let has: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('access_log') WHERE name = 'figures_at'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))?;
+        if has == 0 {
+            self.conn.execute_batch("ALTER TABLE access_log ADD COLUMN figures_at TEXT;").map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     /// Tokens and access log kept in the store by earlier versions.
@@ -229,7 +260,7 @@ impl RecordsStore {
         }
         if has("access_log").map_err(err)? {
             let rows: Vec<Access> = old
-                .prepare(&format!("SELECT {ACCESS_COLUMNS} FROM access_log ORDER BY seq"))
+                .prepare(&format!("SELECT {LEGACY_ACCESS_COLUMNS} FROM access_log ORDER BY seq"))
                 .and_then(|mut st| st.query_map([], access_of)?.collect())
                 .map_err(err)?;
             for a in &rows {
@@ -250,7 +281,7 @@ impl RecordsStore {
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let a = access_of(r).map_err(|e| self.err(e))?;
             let (link, hash): (Vec<u8>, Vec<u8>) =
-                (r.get(9).map_err(|e| self.err(e))?, r.get(10).map_err(|e| self.err(e))?);
+                (r.get(10).map_err(|e| self.err(e))?, r.get(11).map_err(|e| self.err(e))?);
             let problem = if a.seq != expected_seq {
                 Some(format!("expected entry {expected_seq} here, found {}", a.seq))
             } else if link != prev {
@@ -332,8 +363,8 @@ impl AccessStore for RecordsStore {
         let entry = Access { seq, ..a.clone() };
         let hash = entry_hash(&prev, &entry);
         tx.execute(
-            "INSERT INTO access_log (seq, at, token_id, role, method, path, operation, status, justification, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO access_log (seq, at, token_id, role, method, path, operation, status, justification, prev_hash, hash, figures_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 seq,
                 a.at,
@@ -345,7 +376,8 @@ impl AccessStore for RecordsStore {
                 a.status,
                 a.justification,
                 prev,
-                hash.as_slice()
+                hash.as_slice(),
+                a.figures_at
             ],
         )
         .map_err(err)?;

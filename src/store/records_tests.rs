@@ -23,6 +23,7 @@ fn entry(i: i64) -> Access {
         operation: Some("OP-1".into()),
         status: 200,
         justification: Some("press briefing".into()),
+        figures_at: None,
     }
 }
 

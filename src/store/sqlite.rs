@@ -5,7 +5,10 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use super::{Batch, DeadLetter, DeadLetterLog, Original, Position, Store, StoreError, TotalsReader};
+use super::{
+    Activity, Batch, DeadLetter, DeadLetterLog, DeadLetterQuery, Heartbeat, Original, Position, RollupStatus, Store,
+    StoreError, Tally, TotalsReader,
+};
 use crate::domain::engine::Day;
 use crate::domain::{OperationTotals, Totals};
 
@@ -35,7 +38,8 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS totals (
     operation TEXT NOT NULL,
-    scope     TEXT NOT NULL,          -- '' joint, a force code, '+FORCE' its joint credit, '@YYYY-MM-DD' a day's joint totals
+    scope     TEXT NOT NULL,          -- '' joint, a force code, '+FORCE' its joint credit, '@YYYY-MM-DD' a day's joint totals,
+                                      -- '?' the provisional part of the joint totals, '?FORCE' of a force's
     name      TEXT NOT NULL,
     value     INTEGER NOT NULL,
     PRIMARY KEY (operation, scope, name)
@@ -51,6 +55,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     original   BLOB NOT NULL,         -- key, value and headers as they arrived (Original::to_bytes)
     sent       INTEGER NOT NULL,      -- on the dead-letter topic
     replayed   INTEGER NOT NULL DEFAULT 0,
+    operation  TEXT,                  -- as the record named it, when it could be read
+    at         INTEGER,               -- the record's Kafka timestamp (ms)
     PRIMARY KEY (topic, partition, offset)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS offsets (
@@ -72,6 +78,8 @@ impl SqliteStore {
         super::files::prepare_private(path)?;
         let s = Self::connect(path, true)?;
         s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
+        s.conn.execute_batch(super::status::SCHEMA).map_err(|e| s.err(e))?;
+        s.migrate()?;
         Ok(s)
     }
 
@@ -151,10 +159,13 @@ impl Store for SqliteStore {
                 clear.execute([op]).map_err(err)?;
                 let days = t.days.iter().map(|(d, r)| (format!("@{}", day_text(*d)), r));
                 let credits = t.joint_credit.iter().map(|(f, r)| (format!("+{f}"), r));
+                let pending = t.provisional_forces.iter().map(|(f, r)| (format!("?{f}"), r));
                 let scopes = std::iter::once((String::new(), &t.joint))
                     .chain(t.forces.iter().map(|(f, r)| (f.clone(), r)))
                     .chain(credits)
-                    .chain(days);
+                    .chain(days)
+                    .chain(std::iter::once(("?".to_string(), &t.provisional)))
+                    .chain(pending);
                 for (scope, row) in scopes {
                     for (name, value) in row.iter() {
                         total.execute(params![op, scope, name, value]).map_err(err)?;
@@ -166,8 +177,8 @@ impl Store for SqliteStore {
             let mut dl = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO dead_letters
-                     (topic, partition, offset, reason, detail, force, event_id, original, sent, replayed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     (topic, partition, offset, reason, detail, force, event_id, original, sent, replayed, operation, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(err)?;
             for d in &batch.dead_letters {
@@ -182,7 +193,9 @@ impl Store for SqliteStore {
                     d.event_id,
                     original,
                     d.sent,
-                    d.replayed
+                    d.replayed,
+                    d.operation,
+                    d.at
                 ])
                 .map_err(err)?;
             }
@@ -195,8 +208,32 @@ impl Store for SqliteStore {
             for (topic, partition, next) in &batch.offsets {
                 off.execute(params![topic, partition, next]).map_err(err)?;
             }
+            let mut act = tx
+                .prepare_cached(
+                    "INSERT INTO activity (operation, force, events, last_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (operation, force) DO UPDATE
+                     SET events = events + excluded.events, last_at = MAX(last_at, excluded.last_at)",
+                )
+                .map_err(err)?;
+            for a in &batch.activity {
+                act.execute(params![a.operation, a.force, a.events, a.last_at]).map_err(err)?;
+            }
+            if batch.committed_at > 0 {
+                // A commit is a sign of life too.
+                tx.execute(
+                    "INSERT INTO rollup_status (id, heartbeat_at, last_commit_at) VALUES (1, ?1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = MAX(heartbeat_at, excluded.heartbeat_at),
+                                                    last_commit_at = excluded.last_commit_at",
+                    [batch.committed_at],
+                )
+                .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)
+    }
+
+    fn heartbeat(&mut self, beat: &Heartbeat) -> Result<(), StoreError> {
+        self.write_heartbeat(beat)
     }
 
     fn seal(self: Box<Self>) -> Result<(), StoreError> {
@@ -221,6 +258,10 @@ impl TotalsReader for SqliteStore {
                 out.days.entry(day).or_default()
             } else if let Some(force) = scope.strip_prefix('+') {
                 out.joint_credit.entry(force.to_string()).or_default()
+            } else if scope == "?" {
+                &mut out.provisional
+            } else if let Some(force) = scope.strip_prefix('?') {
+                out.provisional_forces.entry(force.to_string()).or_default()
             } else {
                 out.forces.entry(scope).or_insert_with(Totals::default)
             };
@@ -246,6 +287,26 @@ impl TotalsReader for SqliteStore {
             .query_row("SELECT COALESCE((SELECT n FROM batches WHERE id = 1), 0)", [], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
+
+    fn rollup_status(&self) -> Result<Option<RollupStatus>, StoreError> {
+        self.read_rollup_status()
+    }
+
+    fn activity(&self, operation: &str) -> Result<Vec<Activity>, StoreError> {
+        self.read_activity(operation)
+    }
+
+    fn dead_letter_tally(&self, q: &DeadLetterQuery<'_>) -> Result<Vec<Tally>, StoreError> {
+        self.read_tally(q)
+    }
+
+    fn each_outstanding(
+        &self,
+        q: &DeadLetterQuery<'_>,
+        f: &mut dyn FnMut(DeadLetter) -> bool,
+    ) -> Result<(), StoreError> {
+        self.read_outstanding(q, f)
+    }
 }
 
 /// `Day` 19640 ↔ "2023-10-10": days are stored readable.
@@ -267,7 +328,7 @@ impl DeadLetterLog for SqliteStore {
     ) -> Result<(), StoreError> {
         let original = if originals { "original" } else { "x''" };
         let sql = format!(
-            "SELECT topic, partition, offset, reason, detail, force, event_id, {original}, sent, replayed
+            "SELECT topic, partition, offset, reason, detail, force, event_id, {original}, sent, replayed, operation, at
              FROM dead_letters WHERE ?1 IS NULL OR reason = ?1 ORDER BY topic, partition, offset"
         );
         let mut run = || -> rusqlite::Result<()> {
@@ -283,6 +344,8 @@ impl DeadLetterLog for SqliteStore {
                     detail: r.get(4)?,
                     force: r.get(5)?,
                     event_id: r.get(6)?,
+                    operation: r.get(10)?,
+                    at: r.get(11)?,
                     original: Original::from_bytes(&original).unwrap_or_default(),
                     sent: r.get(8)?,
                     replayed: r.get(9)?,
@@ -343,6 +406,8 @@ mod tests {
             detail: "d".into(),
             force: None,
             event_id: None,
+            operation: None,
+            at: None,
             original: Original { key: Some(b"k".to_vec()), value: None, headers: vec![("h".into(), None)] },
             sent: true,
             replayed: false,
@@ -386,6 +451,8 @@ mod tests {
             detail: String::new(),
             force: None,
             event_id: None,
+            operation: None,
+            at: None,
             original: original.clone(),
             sent: true,
             replayed: false,

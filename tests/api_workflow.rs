@@ -1,0 +1,205 @@
+//! The coordinators' and forces' week on a running stack (real broker,
+//! rollup, `serve`): freshness that tells a stopped rollup from a quiet
+//! topic, per-force status with forces that sent nothing, refused records
+//! back to the force that sent them, published figures and what changed
+//! since, and the API's rough edges. Every response is checked against
+//! docs/openapi.json.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use jointops::access::Role;
+use jointops::domain::OutcomeEvent;
+use serde_json::{json, Value};
+
+const OP: &str = "OP-1";
+
+fn doc() -> Value {
+    serde_json::from_str(include_str!("../docs/openapi.json")).unwrap()
+}
+
+/// A client that checks every answer against the OpenAPI document.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    doc: Value,
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+impl Api {
+    async fn send(&self, method: &str, template: &str, req: reqwest::RequestBuilder) -> Answer {
+        let res = req.send().await.unwrap();
+        let (status, headers) = (res.status().as_u16(), res.headers().clone());
+        let body = res.text().await.unwrap();
+        let content_type = headers.get("content-type").map_or("", |v| v.to_str().unwrap()).to_string();
+        conforms(&self.doc, method, template, status, &content_type, &body);
+        Answer { status, headers, body }
+    }
+
+    async fn get(&self, template: &str, path: &str, token: &str) -> Answer {
+        let req = self.http.get(format!("{}{path}", self.base)).bearer_auth(token);
+        self.send("get", template, req).await
+    }
+
+    async fn ok(&self, template: &str, path: &str, token: &str) -> Value {
+        let a = self.get(template, path, token).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        a.json()
+    }
+}
+
+/// The response must be one the OpenAPI document describes.
+fn conforms(doc: &Value, method: &str, template: &str, status: u16, content_type: &str, body: &str) {
+    let op = &doc["paths"][template][method];
+    assert!(op.is_object(), "{method} {template} is not in the OpenAPI document");
+    let mut response = &op["responses"][status.to_string()];
+    if let Some(r) = response["$ref"].as_str() {
+        response = &doc["components"]["responses"][r.rsplit('/').next().unwrap()];
+    }
+    assert!(response.is_object(), "{template}: status {status} is not documented: {body}");
+    let media = content_type.split(';').next().unwrap().trim();
+    let schema = &response["content"][media]["schema"];
+    assert!(schema.is_object(), "{template} {status}: content type {media} is not documented");
+    if media == "application/json" {
+        let wrapped = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": doc["components"],
+            "allOf": [schema],
+        });
+        let validator = jsonschema::validator_for(&wrapped).expect("the OpenAPI schemas compile");
+        let instance: Value = serde_json::from_str(body).expect("JSON body");
+        let errors: Vec<String> =
+            validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path)).collect();
+        assert!(errors.is_empty(), "{template} {status}: {errors:?}\n{body}");
+    }
+}
+
+/// OP-1 with four forces: the Met and Kent report, Essex sends nothing, and
+/// Thames Valley sends an arrest under a mistyped operation code; one of
+/// the Met's is dated before the window.
+async fn week(dir: &std::path::Path) -> (jointops::config::HubSettings, Vec<OutcomeEvent>) {
+    let hub = hub(
+        dir,
+        vec![operation(OP, "2023-10-09T00:00:00Z", "2023-10-16T00:00:00Z", Some(&["MPS", "KENT", "TVP", "ESSEX"]))],
+    );
+    create_topics(&hub).await;
+    let mut events: Vec<OutcomeEvent> = (0..5).map(|i| op1_arrest("MPS", &format!("m{i}"))).collect();
+    events.extend((0..3).map(|i| op1_arrest("KENT", &format!("k{i}"))));
+    let mut typo = op1_arrest("TVP", "t0");
+    typo.operation = "OP-11".into();
+    let mut early = op1_arrest("MPS", "early");
+    early.occurred_at = OP1_T - 86_400_000 * 2;
+    let p = producer(&hub.kafka.bootstrap);
+    send_events(&p, &hub.kafka.topic, &events).await;
+    send_events(&p, &hub.kafka.topic, &[typo, early]).await;
+    (hub, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_dead_letters_and_publications_serve_the_week_and_a_stopped_rollup_shows_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, _) = week(dir.path()).await;
+    let rollup = RunningRollup::start(&hub).await;
+    wait_caught_up(&hub, Duration::from_secs(60)).await;
+    let server = RunningApi::start(&hub).await;
+    let api = Api { http: reqwest::Client::new(), base: server.base.clone(), doc: doc() };
+    let (coordinator, _) = issue_token(&hub, Role::Coordinator, None);
+    let (tvp, _) = issue_token(&hub, Role::Force("TVP".into()), None);
+    let (kent, _) = issue_token(&hub, Role::Force("KENT".into()), None);
+
+    // Freshness: the rollup is alive and caught up, and the data has an age.
+    let hub_status = api.ok("/api/v1/status", "/api/v1/status", &coordinator).await;
+    assert_eq!(hub_status["rollup"]["state"], "live", "{hub_status}");
+    let status_t = "/api/v1/operations/{id}/status";
+    let s = api.ok(status_t, &format!("/api/v1/operations/{OP}/status"), &coordinator).await;
+    // The data's age is when the newest event reached the topic: just now.
+    let newest = chrono::DateTime::parse_from_rfc3339(s["last_event_at"].as_str().unwrap()).unwrap();
+    let age = chrono::Utc::now().timestamp_millis() - newest.timestamp_millis();
+    assert!((0..300_000).contains(&age), "{s}");
+    let rows: Vec<&Value> = s["forces"].as_array().unwrap().iter().collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["force"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ESSEX", "KENT", "MPS", "TVP"], "a force with no data keeps its place");
+    let row = |f: &str| rows.iter().find(|r| r["force"] == f).copied().unwrap().clone();
+    assert_eq!((row("ESSEX")["state"].as_str(), row("ESSEX")["events"].as_i64()), (Some("no-data"), Some(0)));
+    assert_eq!((row("MPS")["events"].as_i64(), row("KENT")["events"].as_i64()), (Some(5), Some(3)));
+    assert_eq!(row("MPS")["state"], "reporting");
+    assert_eq!(row("MPS")["dead_letters"], json!({ "outside-window": 1 }));
+    assert_eq!(row("TVP")["dead_letters"], json!({ "unknown-operation": 1 }), "the typo is the operation's");
+    assert_eq!(s["hidden_forces"], 0);
+    let mine = api.ok(status_t, &format!("/api/v1/operations/{OP}/status"), &kent).await;
+    assert_eq!((mine["forces"].as_array().unwrap().len(), mine["hidden_forces"].as_i64()), (1, Some(3)));
+
+    // Refused records back to their force, with what to do.
+    let dl_t = "/api/v1/dead-letters";
+    let all = api.ok(dl_t, &format!("/api/v1/dead-letters?operation={OP}"), &coordinator).await;
+    assert_eq!(all["counts"], json!({ "outside-window": 1, "unknown-operation": 1 }));
+    let typo = api.ok(dl_t, &format!("/api/v1/dead-letters?operation={OP}&force=TVP"), &coordinator).await;
+    let record = &typo["dead_letters"][0];
+    assert_eq!((record["event_id"].as_str(), record["operation"].as_str()), (Some("t0"), Some("OP-11")));
+    assert!(record["advice"].as_str().unwrap().contains("operation code"), "{record}");
+    let own = api.ok(dl_t, &format!("/api/v1/dead-letters?operation={OP}"), &tvp).await;
+    assert_eq!((own["force"].as_str(), own["dead_letters"].as_array().unwrap().len()), (Some("TVP"), 1));
+    assert_eq!(api.get(dl_t, "/api/v1/dead-letters?force=TVP", &kent).await.status, 403, "not another force's");
+    let bad = api.get(dl_t, "/api/v1/dead-letters?operatoin=OP-1", &coordinator).await;
+    assert!(bad.status == 400 && bad.body.contains("operatoin"), "{}", bad.body);
+    let csv =
+        api.get("/api/v1/dead-letters.csv", &format!("/api/v1/dead-letters.csv?operation={OP}&force=MPS"), &tvp).await;
+    assert_eq!(csv.status, 403);
+    let csv = api
+        .get("/api/v1/dead-letters.csv", &format!("/api/v1/dead-letters.csv?operation={OP}&force=MPS"), &coordinator)
+        .await;
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", csv.body);
+    assert!(lines[1].starts_with("OP-1,MPS,early,outside-window,"), "{}", lines[1]);
+    assert!(csv.headers["content-disposition"].to_str().unwrap().contains("dead-letters-OP-1-MPS.csv"));
+
+    // Publishing records the figures; what changed since is one request.
+    let pubs_t = "/api/v1/operations/{id}/publications";
+    let url = format!("{}/api/v1/operations/{OP}/publications", api.base);
+    let body = json!({ "note": "Monday's press release" });
+    let refused = api.send("post", pubs_t, api.http.post(&url).bearer_auth(&kent).json(&body)).await;
+    assert_eq!(refused.status, 403, "only coordinators publish");
+    let published = api.send("post", pubs_t, api.http.post(&url).bearer_auth(&coordinator).json(&body)).await;
+    assert_eq!(published.status, 201, "{}", published.body);
+    let p = published.json();
+    assert_eq!((p["totals"]["arrests"].as_i64(), p["note"].as_str()), (Some(8), Some("Monday's press release")));
+    let late: Vec<OutcomeEvent> = (0..2).map(|i| op1_arrest("KENT", &format!("late{i}"))).collect();
+    send_events(&producer(&hub.kafka.bootstrap), &hub.kafka.topic, &late).await;
+    wait_caught_up(&hub, Duration::from_secs(60)).await;
+    let changes_t = "/api/v1/operations/{id}/publications/{n}/changes";
+    let ch =
+        api.ok(changes_t, &format!("/api/v1/operations/{OP}/publications/{}/changes", p["id"]), &coordinator).await;
+    assert_eq!(
+        (ch["changes"]["totals"]["arrests"].as_i64(), ch["changes"]["forces"]["KENT"]["arrests"].as_i64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(ch["changes"]["forces"]["MPS"]["arrests"], 0);
+    let list = api.ok(pubs_t, &format!("/api/v1/operations/{OP}/publications"), &kent).await;
+    assert_eq!(list["publications"][0]["forces"].as_object().unwrap().keys().collect::<Vec<_>>(), ["KENT"]);
+
+    // The rollup stops: the status says so within seconds, not "live".
+    rollup.stop().await;
+    let stopped_at = Instant::now();
+    let mut state = String::new();
+    while state != "stopped" {
+        assert!(stopped_at.elapsed() < Duration::from_secs(30), "still {state:?} 30 s after the rollup stopped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        state =
+            api.ok("/api/v1/status", "/api/v1/status", &coordinator).await["rollup"]["state"].as_str().unwrap().into();
+    }
+    println!("The status said \"stopped\" {:.1} s after the rollup stopped.", stopped_at.elapsed().as_secs_f64());
+    server.stop().await;
+}
