@@ -114,6 +114,10 @@ pub async fn operation(
     let now = now();
     let all = forces_of(configured.as_ref(), &acts, &tally);
     let visible: Vec<&String> = all.iter().filter(|f| c.grant.may_see_force(f)).collect();
+    // Partner forces hidden from a liaison: not a force outside the
+    // operation that happened to send it something.
+    let partner = |f: &String| configured.as_ref().is_none_or(|c| c.contains(f));
+    let hidden = all.iter().filter(|f| !c.grant.may_see_force(f) && partner(f)).count();
     let rows: Vec<Value> = visible
         .iter()
         .map(|f| {
@@ -130,7 +134,7 @@ pub async fn operation(
         "rollup": rollup(&state)?,
         "last_event_at": acts.iter().map(|a| a.last_at).filter(|&at| at > 0).max().map(fmt_millis),
         "silent_after_hours": SILENT_AFTER_HOURS,
-        "hidden_forces": all.len() - visible.len(),
+        "hidden_forces": hidden,
         "forces": rows,
     })))
 }
