@@ -83,6 +83,15 @@ if ! command -v openssl >/dev/null; then
     apt-get update -qq && apt-get install -y -qq openssl >/dev/null
 fi
 
+step "promtool (Debian's prometheus package, unpacked into .cache/prometheus; no server runs)"
+if [[ ! -x .cache/prometheus/usr/bin/promtool ]]; then
+    mkdir -p .cache/prometheus
+    (cd .cache && { ls prometheus_*.deb >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; } \
+        && dpkg-deb -x prometheus_*.deb prometheus)
+fi
+export JOINTOPS_PROMTOOL="$repo/.cache/prometheus/usr/bin/promtool"
+"$JOINTOPS_PROMTOOL" --version | head -1
+
 step "cargo test"
 cargo test
 

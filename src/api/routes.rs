@@ -38,6 +38,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/charts.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CHARTS_JS) }))
         .route("/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS) }))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(crate::telemetry::metrics::metrics_answer))
         .route("/readyz", get(readyz))
         .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }))
         .route("/api/v1/whoami", get(status::whoami))

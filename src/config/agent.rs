@@ -43,6 +43,8 @@ pub struct AgentSettings {
     /// signed with it (contract §7).
     #[serde(default)]
     pub signing_key: Option<PathBuf>,
+    #[serde(default)]
+    pub metrics: super::MetricsSettings,
 }
 
 /// How the agent reads exports that spreadsheets and ETL jobs write.
