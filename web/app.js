@@ -44,6 +44,7 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     lastAnswer: 0, // when the hub last answered this page
     pollTimer: null,
     statusTimer: null,
+    statusAt: 0, // when the live stream last brought the status
     timelineVersion: null,
     timelineBusy: false,
     timelineAgain: false,
@@ -177,6 +178,11 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
   function startStatus(gen) {
     const tick = async () => {
       if (gen !== state.gen) return;
+      if (state.live && Date.now() - state.statusAt < 3 * POLL_MS) {
+        renderFreshness();
+        state.statusTimer = setTimeout(tick, POLL_MS);
+        return;
+      }
       let doc = null;
       try {
         doc = await getJson(opPath(state.opId, 'status'));
@@ -425,7 +431,16 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
         const decoder = new TextDecoder();
         let gotEvent = false;
         const feed = sseParser((name, data) => {
-          if (name !== 'totals' || gen !== state.gen) return;
+          if (gen !== state.gen) return;
+          if (name === 'status') {
+            // The stream carries the status every 2 s: no poll (and no
+            // access-log entry) needed while it flows.
+            state.statusAt = Date.now();
+            applyStatus(parseExact(data));
+            renderFreshness();
+            return;
+          }
+          if (name !== 'totals') return;
           const doc = parseExact(data);
           if (!state.live) {
             state.live = true;
