@@ -36,10 +36,33 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("message.timeout.ms", "300000"),
 ];
 
-/// Creates the topics that do not exist yet.
-pub async fn ensure_topics(config: &ClientConfig, topics: &[&str], partitions: i32) -> Result<(), KafkaError> {
+/// How the hub's topics are made: from `[kafka]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TopicSpec {
+    pub partitions: i32,
+    pub replication: i32,
+    pub min_insync: i32,
+}
+
+impl TopicSpec {
+    pub fn of(k: &crate::config::HubKafka) -> TopicSpec {
+        TopicSpec { partitions: k.partitions, replication: k.replication_factor, min_insync: k.min_insync_replicas }
+    }
+}
+
+/// The input topic is the system of record (a rebuild replays it from the
+/// start): it keeps every record, for ever.
+pub const INPUT_RETENTION_MS: &str = "-1";
+
+/// Creates the input and dead-letter topics if they do not exist yet.
+pub async fn ensure_topics(config: &ClientConfig, input: &str, dlq: &str, spec: TopicSpec) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = config.create()?;
-    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    let insync = spec.min_insync.to_string();
+    let topic = |name| {
+        NewTopic::new(name, spec.partitions, TopicReplication::Fixed(spec.replication))
+            .set("min.insync.replicas", &insync)
+    };
+    let new = [topic(input).set("retention.ms", INPUT_RETENTION_MS), topic(dlq)];
     let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
     for result in admin.create_topics(&new, &opts).await? {
         match result {
@@ -50,6 +73,57 @@ pub async fn ensure_topics(config: &ClientConfig, topics: &[&str], partitions: i
         }
     }
     Ok(())
+}
+
+/// What about the input topic does not fit `spec` and its role (never
+/// deleting a record), as warnings for the log. Settings the hub may not
+/// read (no DescribeConfigs ACL) are said to be unchecked.
+pub async fn input_topic_warnings(config: &ClientConfig, topic: &str, spec: TopicSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(consumer) = config.create::<BaseConsumer>() else { return out };
+    if let Ok(md) = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+        let replicas = md.topics().iter().flat_map(|t| t.partitions()).map(|p| p.replicas().len()).min();
+        if let Some(r) = replicas.filter(|&r| (r as i32) < spec.replication) {
+            out.push(format!(
+                "topic {topic} has {r} replica(s) per partition; kafka.replication_factor asks for {}",
+                spec.replication
+            ));
+        }
+    }
+    let Ok(admin) = config.create::<AdminClient<DefaultClientContext>>() else { return out };
+    let opts = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    let read = admin.describe_configs(&[rdkafka::admin::ResourceSpecifier::Topic(topic)], &opts).await;
+    match read.as_deref() {
+        Ok([Ok(res)]) => {
+            let value = |name| res.get(name).and_then(|e| e.value.clone()).unwrap_or_default();
+            if value("retention.ms") != INPUT_RETENTION_MS || value("retention.bytes") != "-1" {
+                out.push(format!(
+                    "topic {topic} deletes records (retention.ms={}, retention.bytes={}): it is the system of record, and a rebuild needs all of it; set both to -1",
+                    value("retention.ms"),
+                    value("retention.bytes")
+                ));
+            }
+            if value("min.insync.replicas").parse::<i32>().unwrap_or(0) < spec.min_insync {
+                out.push(format!(
+                    "topic {topic} has min.insync.replicas={}; kafka.min_insync_replicas asks for {}",
+                    value("min.insync.replicas"),
+                    spec.min_insync
+                ));
+            }
+        }
+        other => out.push(format!("the settings of topic {topic} could not be checked: {other:?}")),
+    }
+    out
+}
+
+/// Whether every bootstrap host is this machine: a replication factor of 1
+/// is fine there, nowhere else.
+pub fn is_local(bootstrap: &str) -> bool {
+    bootstrap.split(',').map(str::trim).all(|entry| {
+        let bare = entry.split_once("://").map_or(entry, |(_, rest)| rest);
+        let host = bare.rsplit_once(':').map_or(bare, |(h, _)| h);
+        matches!(host.trim_matches(['[', ']']), "localhost" | "127.0.0.1" | "::1")
+    })
 }
 
 /// The partitions of `topic` (metadata), waiting for them to exist.

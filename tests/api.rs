@@ -108,7 +108,9 @@ async fn next_event(
     loop {
         if let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
-            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+            // The totals; the status events between them are the page's.
+            let totals = event.lines().any(|l| l == "event: totals");
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")).filter(|_| totals) {
                 return serde_json::from_str(data).unwrap();
             }
             continue;

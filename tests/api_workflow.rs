@@ -191,6 +191,29 @@ async fn status_dead_letters_and_publications_serve_the_week_and_a_stopped_rollu
     let list = api.ok(pubs_t, &format!("/api/v1/operations/{OP}/publications"), &kent).await;
     assert_eq!(list["publications"][0]["forces"].as_object().unwrap().keys().collect::<Vec<_>>(), ["KENT"]);
 
+    // An open page gets the status on its live stream, without polling.
+    let res =
+        api.http.get(format!("{}/api/v1/operations/{OP}/stream", api.base)).bearer_auth(&kent).send().await.unwrap();
+    let mut body = Box::pin(res.bytes_stream());
+    let mut seen = String::new();
+    let status_event = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            seen.push_str(std::str::from_utf8(&futures::StreamExt::next(&mut body).await.unwrap().unwrap()).unwrap());
+            if let Some(start) = seen.find("event: status\ndata: ") {
+                if let Some(end) = seen[start..].find("\n\n") {
+                    return serde_json::from_str::<Value>(&seen[start + 20..start + end]).unwrap();
+                }
+            }
+        }
+    })
+    .await
+    .expect("a status event within 10 s");
+    assert_eq!(
+        (status_event["rollup"]["state"].as_str(), status_event["hidden_forces"].as_i64()),
+        (Some("live"), Some(3))
+    );
+    drop(body);
+
     // The rollup stops: the status says so within seconds, not "live".
     rollup.stop().await;
     let stopped_at = Instant::now();

@@ -61,7 +61,19 @@ if [[ ! -x /usr/bin/chromium ]]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 command -v npm >/dev/null || { echo "node/npm (Node 20 or later) is missing: the browser test needs it" >&2; exit 1; }
-if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
+# npm ci whenever a package of the lockfile (playwright-core, axe-core, …) is
+# missing from node_modules or there at another version.
+locked_ok() {
+    (cd tests/browser && node -e '
+        const fs = require("fs");
+        const lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"));
+        const stale = Object.entries(lock.packages).filter(([dir, p]) => dir && !p.dev && (() => {
+            try { return JSON.parse(fs.readFileSync(dir + "/package.json", "utf8")).version !== p.version; }
+            catch (e) { return true; }
+        })());
+        if (stale.length) { console.error("tests/browser: missing or stale: " + stale.map(([d]) => d).join(", ")); process.exit(1); }')
+}
+if ! locked_ok; then
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 /usr/bin/chromium --version 2>/dev/null || true
@@ -70,6 +82,15 @@ step "openssl (the TLS test makes its certificate with it)"
 if ! command -v openssl >/dev/null; then
     apt-get update -qq && apt-get install -y -qq openssl >/dev/null
 fi
+
+step "promtool (Debian's prometheus package, unpacked into .cache/prometheus; no server runs)"
+if [[ ! -x .cache/prometheus/usr/bin/promtool ]]; then
+    mkdir -p .cache/prometheus
+    (cd .cache && { ls prometheus_*.deb >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; } \
+        && dpkg-deb -x prometheus_*.deb prometheus)
+fi
+export JOINTOPS_PROMTOOL="$repo/.cache/prometheus/usr/bin/promtool"
+"$JOINTOPS_PROMTOOL" --version | head -1
 
 step "cargo test"
 cargo test

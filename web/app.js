@@ -1,10 +1,16 @@
-// jointops dashboard: joint operation totals, live.
+// jointops dashboard: joint operation totals, live, with the hub's freshness.
 // ES modules, no build step, no external resources (CSP default-src 'self').
+// The server serves exactly app.js, format.js and charts.js, so the page's
+// code lives in these three: data flow and wiring here, text in format.js,
+// drawing (charts and tables) in charts.js.
 import {
-  BACKOFF_MAX_MS, BACKOFF_MIN_MS, MEASURES, POLL_MS, STREAM_IDLE_MS, TIMELINE_GAP_MS,
-  clock, formatMeasure, groupDigits, intStr, parseExact,
+  BACKOFF_MAX_MS, BACKOFF_MIN_MS, DISPLAY_ZONE, HttpError, MEASURES, POLL_MS, STREAM_IDLE_MS, TIMELINE_GAP_MS,
+  dataAgeWords, formatMeasure, groupDigits, intStr, liaisonWords, localToRfc3339, makeClient, opPath, parseExact,
+  parseFragment, query, rollupWords, sseParser, toLocalInput, when,
 } from './format.js';
-import { dayOf, drawDayChart, drawForceChart, lastDayOf } from './charts.js';
+import {
+  dayOf, drawDayChart, drawForceChart, h, lastDayOf, makeTools, renderForceStatus, renderOwnForce,
+} from './charts.js';
 
 window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
 
@@ -12,44 +18,33 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
   // -------------------------------------------------------------- elements
 
   const $ = (id) => document.getElementById(id);
-  const el = {
-    alert: $('alert'),
-    tokenForm: $('token-form'),
-    tokenMsg: $('token-msg'),
-    tokenInput: $('token-input'),
-    controls: $('controls'),
-    opSelect: $('op-select'),
-    reason: $('reason'),
-    forget: $('forget-token'),
-    content: $('content'),
-    opTitle: $('op-title'),
-    opMeta: $('op-meta'),
-    live: $('live'),
-    liveText: $('live-text'),
-    updated: $('updated'),
-    asOf: $('as-of'),
-    provNote: $('provisional-note'),
-    provWords: $('provisional-words'),
-    forceMeasure: $('force-measure'),
-    dayMeasure: $('day-measure'),
-    forceChart: $('force-chart'),
-    dayChart: $('day-chart'),
-  };
+  // el.tokenForm is #token-form: element ids in camel case, looked up once.
+  const el = new Proxy({}, {
+    get: (cache, k) => cache[k] || (cache[k] = $(k.replace(/[A-Z]/g, (m) => '-' + m.toLowerCase()))),
+  });
 
   // ------------------------------------------------------------------ state
 
   const state = {
     token: null,
+    me: null, // /whoami, or null on a hub without it
     operations: [],
     opId: null,
+    asOf: null, // RFC 3339: the figures are as of this moment, not live
     totals: null, // last /totals document for opId
     timeline: null, // last /timeline document for opId
+    status: null, // last /operations/{id}/status (or the hub's /status)
+    statusKey: '',
+    dlKey: null,
     gen: 0, // bumped on every (re)start; stale loops and responses stop
     streamCtrl: null,
     live: false,
     streamDown: false, // the stream failed at least once since the last start
     startedAt: 0,
+    lastAnswer: 0, // when the hub last answered this page
     pollTimer: null,
+    statusTimer: null,
+    statusAt: 0, // when the live stream last brought the status
     timelineVersion: null,
     timelineBusy: false,
     timelineAgain: false,
@@ -58,25 +53,11 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
 
   // ------------------------------------------------------- fragment, token
 
-  function readFragment() {
-    const out = {};
-    for (const part of location.hash.replace(/^#/, '').split('&')) {
-      if (!part) continue;
-      const i = part.indexOf('=');
-      const k = i < 0 ? part : part.slice(0, i);
-      const raw = i < 0 ? '' : part.slice(i + 1);
-      let v = raw;
-      try {
-        v = decodeURIComponent(raw);
-      } catch (e) {
-        /* keep it raw */
-      }
-      out[k] = v;
-    }
-    return out;
-  }
+  const readFragment = () => parseFragment(location.hash);
+  // The address names the operation and, for figures that can be cited, the moment.
   function writeFragment(opId) {
-    const hash = opId ? '#operation=' + encodeURIComponent(opId) : '';
+    let hash = opId ? '#operation=' + encodeURIComponent(opId) : '';
+    if (opId && state.asOf) hash += '&as_of=' + encodeURIComponent(state.asOf);
     if (location.hash !== hash) history.replaceState(null, '', location.pathname + location.search + hash);
   }
 
@@ -97,29 +78,29 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     return typed.slice(0, 200) || 'dashboard';
   }
 
-  class HttpError extends Error {
-    constructor(status) {
-      super('HTTP ' + status);
-      this.status = status;
-    }
+  // ------------------------------------------------------------------ HTTP
+
+  // Any answer at all means the connection works, whatever its status.
+  const client = makeClient(
+    () => ({ Authorization: 'Bearer ' + state.token, 'X-Justification': justification() }),
+    () => {
+      state.lastAnswer = Date.now();
+    },
+  );
+  const { getJson, headers } = client;
+
+  const isLiaison = () => !!(state.me && state.me.role === 'force' && state.me.force);
+  const currentOp = () => state.operations.find((o) => o.id === state.opId);
+  // The forces to show: a coordinator sees every force of the operation
+  // (with zeros for those that sent nothing), a liaison their own.
+  function forceList() {
+    if (isLiaison()) return [state.me.force];
+    const op = currentOp();
+    return (op && Array.isArray(op.forces)) ? op.forces : [];
   }
 
-  function headers(extra) {
-    return Object.assign(
-      { Authorization: 'Bearer ' + state.token, 'X-Justification': justification() },
-      extra || {},
-    );
-  }
-
-  async function getJson(path, signal) {
-    const res = await fetch(path, { headers: headers({ Accept: 'application/json' }), cache: 'no-store', signal });
-    if (!res.ok) throw new HttpError(res.status);
-    return parseExact(await res.text());
-  }
-
-  function opPath(id, what) {
-    return '/api/v1/operations/' + encodeURIComponent(id) + '/' + what;
-  }
+  // Hoisted functions only: the tools call back into them later.
+  const tools = makeTools({ el, state, client, authFailed: (e) => authFailed(e), isLiaison, currentOp, momentFrom: (i) => momentFrom(i) });
 
   // ------------------------------------------------------------- messages
 
@@ -131,17 +112,22 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
   function askForToken(message) {
     stopAll();
     state.token = null;
+    state.me = null;
     storage('jointops.token', null);
     el.tokenMsg.textContent = message || '';
     el.tokenMsg.hidden = !message;
     el.tokenForm.hidden = false;
     el.controls.hidden = true;
     el.content.hidden = true;
+    tools.closeFigures();
     showAlert('');
     setLive('off', 'Not connected');
     el.tokenInput.value = '';
     el.tokenInput.focus();
   }
+
+  // A 401 anywhere: ask for a token again (true), else leave it to the caller.
+  const authFailed = (err) => err instanceof HttpError && err.status === 401 && handleHttpError(err);
 
   // Handles an error from any request; returns true if it was an auth error.
   function handleHttpError(err) {
@@ -150,32 +136,98 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
       askForToken('That token was not accepted.');
       return true;
     }
-    if (err.status === 403) {
+    if (err.status === 403 || err.status === 404) {
       stopAll();
       el.content.hidden = true;
       setLive('off', 'Not connected');
-      showAlert('This token may not see that operation.');
-      return true;
-    }
-    if (err.status === 404) {
-      stopAll();
-      el.content.hidden = true;
-      setLive('off', 'Not connected');
-      showAlert('There is no operation ' + (state.opId || '') + ' on this hub.');
+      showAlert(err.status === 403 ? 'This token may not see that operation.' : 'There is no operation ' + (state.opId || '') + ' on this hub.');
       return true;
     }
     return false;
   }
 
+  // --------------------------------------------------------- freshness
+
+  // One line of the status: a state (its colour) and words; written only
+  // when they change, since the status is a live region.
+  function setFresh(line, textEl, kind, text) {
+    if (line.dataset.state !== kind) line.dataset.state = kind;
+    if (textEl.textContent !== text) textEl.textContent = text;
+  }
+
+  // (a) This page's connection to the hub.
   function setLive(kind, text) {
-    el.live.dataset.state = kind; // on | poll | off
-    el.liveText.textContent = text;
+    setFresh(el.live, el.liveText, kind, text); // on | poll | off
+  }
+  function connectionLost() {
+    const since = state.lastAnswer ? ' since ' + when(state.lastAnswer) : '';
+    setLive('off', 'not connected to the hub' + since + ' – retrying');
+  }
+
+  // (b) The hub's rollup and (c) the age of this operation's data.
+  function renderFreshness() {
+    const st = state.status;
+    const missing = state.statusMissing ? 'not reported by this hub' : 'not known yet';
+    setFresh(el.rollup, el.rollupText, ...(st ? rollupWords(st.rollup || {}) : ['unknown', missing]));
+    setFresh(el.dataAge, el.dataAgeText, ...(st ? dataAgeWords(st) : ['unknown', missing]));
+  }
+
+  // Polls the operation's status every POLL_MS: a stopped rollup shows
+  // within the API's stale_after_ms plus one poll. On a hub without the
+  // operation's status, falls back to the hub's; without either, says so.
+  function startStatus(gen) {
+    const tick = async () => {
+      if (gen !== state.gen) return;
+      if (state.live && Date.now() - state.statusAt < 3 * POLL_MS) {
+        renderFreshness();
+        state.statusTimer = setTimeout(tick, POLL_MS);
+        return;
+      }
+      let doc = null;
+      try {
+        doc = await getJson(opPath(state.opId, 'status'));
+      } catch (err) {
+        if (gen !== state.gen) return;
+        if (authFailed(err)) return;
+        if (err instanceof HttpError && err.status === 404) {
+          doc = await getJson('/api/v1/status').catch(() => null);
+          state.statusMissing = !doc;
+        } else if (!(err instanceof HttpError)) connectionLost();
+      }
+      if (gen !== state.gen) return;
+      if (doc) applyStatus(doc);
+      renderFreshness();
+      state.statusTimer = setTimeout(tick, POLL_MS);
+    };
+    state.statusTimer = setTimeout(tick, 0);
+  }
+
+  function applyStatus(doc) {
+    state.status = doc;
+    if (el.live.dataset.state === 'off') setLive(state.live ? 'on' : 'poll', connectedWords());
+    const key = JSON.stringify([doc.forces, doc.silent_after_hours]);
+    if (key !== state.statusKey) {
+      state.statusKey = key;
+      if (doc.silent_after_hours !== undefined) el.silentAfter.textContent = intStr(doc.silent_after_hours);
+      if (Array.isArray(doc.forces)) renderForceStatus(el.forceStatus, doc, forceList());
+      // New refused records show in the panel without a reload.
+      // (The first status only notes them: startOperation fetched them.)
+      const dl = JSON.stringify((doc.forces || []).map((f) => f.dead_letters));
+      if (state.dlKey !== null && dl !== state.dlKey) tools.refreshDeadLetters(state.gen);
+      state.dlKey = dl;
+    }
+    renderLiaison();
+  }
+
+  function connectedWords() {
+    if (state.asOf) return 'connected to the hub; showing figures as of a past moment (not live)';
+    return state.live ? 'connected to the hub, live stream' : 'connected to the hub, refreshing every 2 s';
   }
 
   // ------------------------------------------------------------ rendering
 
   function renderOperationHeader() {
-    const op = state.operations.find((o) => o.id === state.opId);
+    const op = currentOp();
     el.opTitle.textContent = op && op.name ? op.name : 'Operation ' + state.opId;
     const bits = [state.opId];
     if (op) {
@@ -184,6 +236,14 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     }
     el.opMeta.textContent = bits.join(' · ');
     document.title = el.opTitle.textContent + ' – joint totals';
+  }
+
+  function renderWhoami() {
+    const me = state.me;
+    el.whoami.textContent = !me ? ''
+      : 'Signed in as ' + (me.label || 'unnamed') + ' (' + me.token_id + '), ' + (me.role === 'force' ? me.force + ' liaison' : 'coordinator');
+    // Only coordinators publish; the API refuses a liaison anyway.
+    el.publishPanel.hidden = isLiaison();
   }
 
   function renderTotals(doc) {
@@ -202,12 +262,13 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
       }
     }
     const prov = intStr(totals.provisional_seizures);
-    el.provNote.hidden = prov === '0';
-    el.provWords.textContent = prov === '1' ? 'seizure still provisional' : 'seizures still provisional';
-    el.asOf.textContent = doc.as_of ? 'Figures as of ' + doc.as_of + '.' : '';
-    el.updated.textContent = clock(new Date());
-    el.updated.dateTime = new Date().toISOString();
+    el.provisionalNote.hidden = prov === '0';
+    el.provisionalWords.textContent = prov === '1' ? 'seizure still provisional' : 'seizures still provisional';
+    el.asOf.textContent = doc.as_of ? 'Figures as of ' + when(doc.as_of) + ' (' + doc.as_of + ').'
+      : doc.generated_at ? 'Figures of ' + when(doc.generated_at) + '.' : '';
     renderForceChart();
+    renderLiaison();
+    if (!el.figuresView.hidden) tools.renderFigures();
   }
 
   // Mark a figure that just changed, for a few seconds.
@@ -218,12 +279,31 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
   }
 
   function renderForceChart() {
-    drawForceChart(el.forceChart, state.totals, el.forceMeasure.value || 'arrests');
+    drawForceChart(el.forceChart, state.totals, el.forceMeasure.value || 'arrests', forceList());
   }
 
   function renderDayChart() {
-    const op = state.operations.find((o) => o.id === state.opId);
-    drawDayChart(el.dayChart, state.timeline, op, el.dayMeasure.value || 'arrests');
+    drawDayChart(el.dayChart, state.timeline, currentOp(), el.dayMeasure.value || 'arrests');
+  }
+
+  // A liaison sees their own force's rows only: say so, and show their
+  // force in full beside the joint totals.
+  function renderLiaison() {
+    const liaison = isLiaison();
+    el.liaisonNote.hidden = !liaison;
+    el.ownForce.hidden = !liaison;
+    if (!liaison) return;
+    el.liaisonNote.textContent = liaisonWords(state.me.force, state.status && state.status.hidden_forces);
+    if (state.totals) renderOwnForce(el.ownTable, state.totals, state.me.force);
+  }
+
+  function renderNotLive() {
+    el.notLive.hidden = !state.asOf;
+    el.content.classList.toggle('is-not-live', !!state.asOf);
+    if (state.asOf) {
+      el.notLiveText.textContent = 'Not live: these are the figures as of ' + when(state.asOf) + ' (' + state.asOf +
+        '). Later reports and corrections are not in them.';
+    }
   }
 
   // ------------------------------------------------------------- data flow
@@ -232,10 +312,10 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     if (gen !== state.gen || !doc || doc.operation !== undefined && doc.operation !== state.opId) return;
     const changed = !state.totals || state.totals.version !== doc.version;
     state.totals = doc;
-    el.content.hidden = false;
+    el.content.hidden = !el.figuresView.hidden;
     showAlert('');
     renderTotals(doc);
-    if (changed || !state.timeline) refreshTimeline(gen, doc.version);
+    if (!state.asOf && (changed || !state.timeline)) refreshTimeline(gen, doc.version);
   }
 
   // Fetch the timeline for `version`; never more than one in flight, at most
@@ -288,14 +368,12 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
         if (gen === state.gen && !state.live) {
           applyTotals(doc, gen);
           // The stream normally answers first; say so only once it is late.
-          if (state.streamDown || Date.now() - state.startedAt > 5000) {
-            setLive('poll', 'Live stream down – refreshing every 2 s');
-          }
+          if (state.streamDown || Date.now() - state.startedAt > 5000) setLive('poll', connectedWords());
         }
       } catch (err) {
         if (gen !== state.gen) return;
         if (handleHttpError(err)) return;
-        setLive('off', 'Not connected – retrying');
+        connectionLost();
       }
       if (gen === state.gen && !state.live) state.pollTimer = setTimeout(tick, POLL_MS);
       else state.pollTimer = null;
@@ -307,6 +385,28 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     state.pollTimer = null;
   }
 
+  // Figures as of a moment: read once (they cannot change), no stream.
+  async function loadAsOf(gen) {
+    const q = query({ as_of: state.asOf });
+    try {
+      const [doc, tl] = await Promise.all([getJson(opPath(state.opId, 'totals' + q)), getJson(opPath(state.opId, 'timeline' + q))]);
+      if (gen !== state.gen) return;
+      setLive('on', connectedWords());
+      state.timeline = tl;
+      applyTotals(doc, gen);
+      renderDayChart();
+    } catch (err) {
+      if (gen !== state.gen) return;
+      if (err instanceof HttpError && err.status === 400) {
+        showAlert('Those figures cannot be shown: ' + (err.message || 'the hub refused the moment') + '.');
+        return;
+      }
+      if (handleHttpError(err)) return;
+      connectionLost();
+      await sleep(POLL_MS);
+      if (gen === state.gen) loadAsOf(gen);
+    }
+  }
   // Server-sent events over fetch (EventSource cannot send Authorization).
   async function streamLoop(gen) {
     let backoff = BACKOFF_MIN_MS;
@@ -329,10 +429,28 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
         if (!res.body) throw new Error('no body');
         const reader = res.body.getReader();
         const decoder = new TextDecoder();
-        let buf = '';
-        let event = '';
-        let data = [];
         let gotEvent = false;
+        const feed = sseParser((name, data) => {
+          if (gen !== state.gen) return;
+          if (name === 'status') {
+            // The stream carries the status every 2 s: no poll (and no
+            // access-log entry) needed while it flows.
+            state.statusAt = Date.now();
+            applyStatus(parseExact(data));
+            renderFreshness();
+            return;
+          }
+          if (name !== 'totals') return;
+          const doc = parseExact(data);
+          if (!state.live) {
+            state.live = true;
+            stopPolling();
+            setLive('on', connectedWords());
+          }
+          gotEvent = true;
+          backoff = BACKOFF_MIN_MS;
+          applyTotals(doc, gen);
+        });
         for (;;) {
           const { value, done } = await reader.read();
           if (gen !== state.gen) {
@@ -341,36 +459,7 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
           }
           if (done) break;
           kick();
-          buf += decoder.decode(value, { stream: true });
-          // Lines end in \r\n, \n or \r; keep a trailing \r until we know.
-          let m;
-          while ((m = /\r\n|\n|\r(?=[^\n])/.exec(buf))) {
-            const line = buf.slice(0, m.index);
-            buf = buf.slice(m.index + m[0].length);
-            if (line === '') {
-              if (data.length && (event || 'message') === 'totals') {
-                const doc = parseExact(data.join('\n'));
-                if (!state.live) {
-                  state.live = true;
-                  stopPolling();
-                  setLive('on', 'Live');
-                }
-                gotEvent = true;
-                backoff = BACKOFF_MIN_MS;
-                applyTotals(doc, gen);
-              }
-              event = '';
-              data = [];
-              continue;
-            }
-            if (line.charAt(0) === ':') continue; // comment / keep-alive
-            const c = line.indexOf(':');
-            const field = c < 0 ? line : line.slice(0, c);
-            let val = c < 0 ? '' : line.slice(c + 1);
-            if (val.charAt(0) === ' ') val = val.slice(1);
-            if (field === 'event') event = val;
-            else if (field === 'data') data.push(val);
-          }
+          feed(decoder.decode(value, { stream: true }));
         }
         if (!gotEvent) throw new Error('stream closed before any event');
         throw new Error('stream closed');
@@ -383,7 +472,7 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
       // Down: poll meanwhile, and try the stream again after a backoff.
       state.live = false;
       state.streamDown = true;
-      setLive('poll', 'Live stream down – refreshing every 2 s');
+      setLive('poll', connectedWords());
       startPolling(gen);
       await sleep(backoff);
       backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
@@ -395,6 +484,7 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     if (state.streamCtrl) state.streamCtrl.abort();
     state.streamCtrl = null;
     stopPolling();
+    clearTimeout(state.statusTimer);
     state.live = false;
     state.streamDown = false;
     state.startedAt = Date.now();
@@ -403,14 +493,21 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
   }
 
   function startOperation(opId) {
+    const sameOp = opId === state.opId;
     stopAll();
     const gen = state.gen;
     state.opId = opId;
     state.totals = null;
     state.timeline = null;
+    if (!sameOp) {
+      state.status = null;
+      state.statusKey = '';
+    }
+    state.dlKey = null;
     writeFragment(opId);
     if (el.opSelect.value !== opId) el.opSelect.value = opId;
     renderOperationHeader();
+    renderNotLive();
     // Never show one operation's figures under another's name.
     el.content.hidden = true;
     for (const node of document.querySelectorAll('[data-total]')) {
@@ -419,10 +516,23 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     }
     el.forceChart.replaceChildren();
     el.dayChart.replaceChildren();
-    setLive('poll', 'Connecting…');
+    renderForceStatus(el.forceStatus, sameOp ? state.status : null, forceList());
+    setLive('poll', 'connecting…');
+    startStatus(gen);
+    tools.refreshDeadLetters(gen);
+    if (state.asOf) {
+      loadAsOf(gen);
+      return;
+    }
     // First figures come from whichever answers first; the stream takes over.
     startPolling(gen);
     streamLoop(gen);
+  }
+
+  function setAsOf(iso) {
+    state.asOf = iso;
+    if (iso) el.asofInput.value = toLocalInput(Date.parse(iso), el.momentZone.value);
+    startOperation(state.opId);
   }
 
   async function start() {
@@ -430,56 +540,42 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     const gen = state.gen;
     el.tokenForm.hidden = true;
     showAlert('');
-    setLive('poll', 'Connecting…');
+    setLive('poll', 'connecting…');
     let list;
     try {
       list = await getJson('/api/v1/operations');
     } catch (err) {
       if (gen !== state.gen) return;
       if (handleHttpError(err)) return;
-      setLive('off', 'Not connected');
+      connectionLost();
       showAlert('The hub could not be reached. Retrying…');
       setTimeout(() => gen === state.gen && start(), 3000);
       return;
     }
+    // Who this token is decides what the page offers (a liaison's view).
+    state.me = await getJson('/api/v1/whoami').catch(() => null);
     if (gen !== state.gen) return;
+    renderWhoami();
     state.operations = Array.isArray(list.operations) ? list.operations : [];
-    el.opSelect.replaceChildren(
-      ...state.operations.map((o) => {
-        const opt = document.createElement('option');
-        opt.value = o.id;
-        opt.textContent = o.name ? o.name + ' (' + o.id + ')' : o.id;
-        return opt;
-      }),
-    );
+    el.opSelect.replaceChildren(...state.operations.map((o) => h('option', { value: o.id }, o.name ? o.name + ' (' + o.id + ')' : o.id)));
     el.controls.hidden = false;
-    const wanted = readFragment().operation;
+    const frag = readFragment();
+    const wanted = frag.operation;
     const opId = wanted || (state.operations[0] && state.operations[0].id);
     if (!opId) {
-      setLive('off', 'Not connected');
+      setLive('off', 'connected, but this token may not see any operation');
       showAlert('This token may not see any operation.');
       return;
     }
-    if (wanted && !state.operations.some((o) => o.id === wanted)) {
-      const opt = document.createElement('option');
-      opt.value = wanted;
-      opt.textContent = wanted;
-      el.opSelect.appendChild(opt);
-    }
+    if (wanted && !state.operations.some((o) => o.id === wanted)) el.opSelect.appendChild(h('option', { value: wanted }, wanted));
+    state.asOf = frag.as_of && !Number.isNaN(Date.parse(frag.as_of)) ? new Date(frag.as_of).toISOString() : null;
     startOperation(opId);
   }
 
   // ---------------------------------------------------------------- wiring
 
   function fillMeasureSelect(select, key) {
-    select.replaceChildren(
-      ...MEASURES.map(([name, label]) => {
-        const opt = document.createElement('option');
-        opt.value = name;
-        opt.textContent = label;
-        return opt;
-      }),
-    );
+    select.replaceChildren(...MEASURES.map(([name, label]) => h('option', { value: name }, label)));
     select.value = storage(key) || 'arrests';
     if (!select.value) select.value = 'arrests';
     select.addEventListener('change', () => {
@@ -489,9 +585,33 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     });
   }
 
+  // A moment typed in the chosen zone, as RFC 3339; or null, said so.
+  function momentFrom(input) {
+    const iso = localToRfc3339(input.value, el.momentZone.value);
+    if (!iso) showAlert('Enter a date and time.');
+    else if (Date.parse(iso) > Date.now()) {
+      showAlert('That moment, ' + when(iso) + ', is in the future.');
+      return null;
+    }
+    return iso;
+  }
+
+  function wireMoments() {
+    el.momentZone.value = storage('jointops.zone') || DISPLAY_ZONE;
+    el.momentZone.addEventListener('change', () => storage('jointops.zone', el.momentZone.value));
+    el.asofForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const iso = momentFrom(el.asofInput);
+      if (iso) setAsOf(iso);
+    });
+    el.backLive.addEventListener('click', () => setAsOf(null));
+    tools.wire();
+  }
+
   function init() {
     fillMeasureSelect(el.forceMeasure, 'jointops.forceMeasure');
     fillMeasureSelect(el.dayMeasure, 'jointops.dayMeasure');
+    wireMoments();
     el.reason.value = storage('jointops.reason') || '';
     el.reason.addEventListener('change', () => {
       storage('jointops.reason', el.reason.value);
@@ -508,8 +628,11 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
       el.tokenInput.value = '';
       start();
     });
-    el.forget.addEventListener('click', () => askForToken(''));
-    el.opSelect.addEventListener('change', () => startOperation(el.opSelect.value));
+    el.forgetToken.addEventListener('click', () => askForToken(''));
+    el.opSelect.addEventListener('change', () => {
+      state.asOf = null;
+      startOperation(el.opSelect.value);
+    });
     window.addEventListener('hashchange', () => {
       const f = readFragment();
       if (f.token) {
@@ -540,7 +663,9 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     if (frag.token) {
       state.token = frag.token;
       storage('jointops.token', frag.token);
+      state.asOf = frag.as_of || null;
       writeFragment(frag.operation || '');
+      if (frag.as_of) history.replaceState(null, '', location.pathname + location.search + location.hash + '&as_of=' + encodeURIComponent(frag.as_of));
     } else {
       state.token = storage('jointops.token');
     }

@@ -343,6 +343,7 @@ mod tests {
             watch: Default::default(),
             exports: Default::default(),
             signing_key: None,
+            metrics: Default::default(),
         }
     }
 

@@ -340,6 +340,7 @@ impl Daemon {
                     warn!(file = %name, warnings = summary.warnings.len(), "File accepted with warnings (listed in its receipt).");
                 }
                 self.waiting = None;
+                metrics::counter!("jointops_agent_files_total", "result" => "accepted").increment(1);
                 self.outbox += p.messages.len() as u64;
                 self.accepted.push(Accepted { run, name: name.to_string(), path: path.to_path_buf(), summary });
                 Ok(true)
@@ -367,6 +368,7 @@ impl Daemon {
         inbox::write_receipt(&self.failed, &dest, &receipt).map_err(io_err(&self.failed))?;
         inbox::move_into(path, &self.failed, &dest).map_err(io_err(path))?;
         warn!(file = %name, %error, "File failed.");
+        metrics::counter!("jointops_agent_files_total", "result" => "rejected").increment(1);
         self.status.send_modify(|s| s.failed += 1);
         Ok(())
     }
@@ -388,6 +390,7 @@ impl Daemon {
 
     fn on_batch(&mut self, r: BatchResult) -> Result<(), WatchError> {
         let forgot = self.ledger.acknowledge(&r.acked)?;
+        metrics::counter!("jointops_agent_records_published_total").increment(r.acked.len() as u64);
         self.outbox = self.outbox.saturating_sub(forgot);
         self.status.send_modify(|s| s.delivered += r.acked.len() as u64);
         if r.failed == 0 {
@@ -481,6 +484,11 @@ impl Daemon {
 
     fn publish_status(&mut self) -> Result<(), WatchError> {
         let outbox = self.outbox;
+        // Files are delivered in the order they were accepted: the oldest
+        // pending message is in the first accepted file still here.
+        let oldest = self.accepted.first().filter(|_| outbox > 0).map_or(0, |a| (now_ms() - a.run.planned_at).max(0));
+        metrics::gauge!("jointops_agent_outbox_depth").set(outbox as f64);
+        metrics::gauge!("jointops_agent_outbox_oldest_pending_age_seconds").set(oldest as f64 / 1000.0);
         let accepted: Vec<String> = self.accepted.iter().map(|a| a.name.clone()).collect();
         let waiting = self.waiting.as_ref().map(|(p, _)| p.display().to_string());
         self.status.send_if_modified(|s| {

@@ -177,13 +177,33 @@ async fn headers(req: axum::extract::Request, next: axum::middleware::Next) -> R
     res
 }
 
+/// Requests by route template (never the raw path: an operation code or a
+/// probe's path must not become a label) and status, and their time.
+async fn measured(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    let labels = [("route", route.clone()), ("method", method), ("status", status)];
+    metrics::counter!("jointops_api_requests_total", &labels).increment(1);
+    metrics::histogram!("jointops_api_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    res
+}
+
 /// Request bodies: the API takes none, so anything beyond a few KiB is refused (413).
 const MAX_BODY_BYTES: usize = 4096;
 
 pub fn app(state: Arc<ApiState>) -> Router {
+    crate::telemetry::metrics::handle();
     // Innermost first: the body limit's 413 is logged like any answer.
     router(state.clone())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state, log::logged))
+        .route_layer(axum::middleware::from_fn(measured))
         .layer(axum::middleware::from_fn(headers))
 }

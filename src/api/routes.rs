@@ -38,6 +38,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/charts.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CHARTS_JS) }))
         .route("/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS) }))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(crate::telemetry::metrics::metrics_answer))
         .route("/readyz", get(readyz))
         .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }))
         .route("/api/v1/whoami", get(status::whoami))
@@ -317,6 +318,8 @@ async fn operations(
 /// How often a live stream checks that its token is still valid.
 const STREAM_RECHECK: Duration = Duration::from_secs(1);
 const STREAM_POLL: Duration = Duration::from_millis(200);
+/// How often a live stream sends the operation's status (`event: status`).
+const STREAM_STATUS: Duration = Duration::from_secs(2);
 
 /// One live stream's state between events.
 struct Live {
@@ -325,6 +328,8 @@ struct Live {
     caller: Caller,
     last: Option<i64>,
     checked: Instant,
+    /// When the status was last sent; `None`: not yet.
+    status_sent: Option<Instant>,
     _slot: super::streams::StreamSlot,
 }
 
@@ -353,6 +358,11 @@ impl Live {
                 self.last = Some(version);
                 return Some((Ok(Event::default().event("totals").data(body.to_string())), self));
             }
+            if self.status_sent.is_none_or(|at| at.elapsed() >= STREAM_STATUS) {
+                let doc = status::operation_status(&self.state, &self.caller, &self.id).ok()?;
+                self.status_sent = Some(Instant::now());
+                return Some((Ok(Event::default().event("status").data(doc.to_string())), self));
+            }
             tokio::select! {
                 _ = tokio::time::sleep(STREAM_POLL) => {}
                 _ = stopping.changed() => return None,
@@ -362,7 +372,8 @@ impl Live {
 }
 
 /// Server-sent events: the totals at once, then whenever a batch changes
-/// them, until the token is revoked or the client leaves. One access-log
+/// them, and the operation's status every 2 s (`event: status`), until the
+/// token is revoked or the client leaves. One access-log
 /// entry for the stream as a whole; streams are capped (429).
 async fn stream(
     State(state): State<Arc<ApiState>>,
@@ -375,7 +386,7 @@ async fn stream(
         .streams
         .take(&c.grant.id)
         .ok_or_else(|| ApiError(StatusCode::TOO_MANY_REQUESTS, "too many live streams".into()))?;
-    let live = Live { state, id, caller: c, last: None, checked: Instant::now(), _slot: slot };
+    let live = Live { state, id, caller: c, last: None, checked: Instant::now(), status_sent: None, _slot: slot };
     let events = futures::stream::unfold(live, Live::next);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -102,6 +102,14 @@ pub async fn operation(
     Strict(NoParams {}): Strict<NoParams>,
 ) -> Result<Json<Value>, ApiError> {
     allow(&state, &c, &id)?;
+    operation_status(&state, &c, &id).map(Json)
+}
+
+/// The operation's status document, for a caller already allowed to read
+/// it: also sent on the live stream every few seconds, so that an open
+/// page learns of a stopped rollup without a request (and a log entry) each time.
+pub(super) fn operation_status(state: &ApiState, c: &Caller, id: &str) -> Result<Value, ApiError> {
+    let id = id.to_string();
     let configured = state.operations.get(&id).and_then(|o| o.forces.clone());
     let acts = state.read(|s| s.activity(&id)).map_err(ApiError::internal)?;
     let q = DeadLetterQuery { operation: Some(&id), ..Default::default() };
@@ -114,6 +122,10 @@ pub async fn operation(
     let now = now();
     let all = forces_of(configured.as_ref(), &acts, &tally);
     let visible: Vec<&String> = all.iter().filter(|f| c.grant.may_see_force(f)).collect();
+    // Partner forces hidden from a liaison: not a force outside the
+    // operation that happened to send it something.
+    let partner = |f: &String| configured.as_ref().is_none_or(|c| c.contains(f));
+    let hidden = all.iter().filter(|f| !c.grant.may_see_force(f) && partner(f)).count();
     let rows: Vec<Value> = visible
         .iter()
         .map(|f| {
@@ -124,15 +136,15 @@ pub async fn operation(
             force_row(f, acts.iter().find(|a| &a.force == *f), dead, now)
         })
         .collect();
-    Ok(Json(json!({
+    Ok(json!({
         "operation": id,
         "now": fmt_millis(now),
-        "rollup": rollup(&state)?,
+        "rollup": rollup(state)?,
         "last_event_at": acts.iter().map(|a| a.last_at).filter(|&at| at > 0).max().map(fmt_millis),
         "silent_after_hours": SILENT_AFTER_HOURS,
-        "hidden_forces": all.len() - visible.len(),
+        "hidden_forces": hidden,
         "forces": rows,
-    })))
+    }))
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ impl StreamSlots {
             return None;
         }
         open.total += 1;
+        metrics::gauge!("jointops_api_open_streams").set(open.total as f64);
         open.by_token.insert(token.to_string(), mine + 1);
         Some(StreamSlot { open: self.open.clone(), token: token.to_string() })
     }
@@ -46,6 +47,7 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut open = lock(&self.open);
         open.total -= 1;
+        metrics::gauge!("jointops_api_open_streams").set(open.total as f64);
         if let Some(n) = open.by_token.get_mut(&self.token) {
             *n -= 1;
             if *n == 0 {

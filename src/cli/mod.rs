@@ -99,16 +99,18 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(AgentCommand::Watch { config, inbox, accept_secret_change }) => {
             let mut settings = AgentSettings::load(&config)?;
             settings.accept_secret_change.extend(accept_secret_change);
-            agent::watch(&settings, &inbox, shutdown_signal()).await?;
+            let listen = settings.metrics.listen.clone();
+            with_metrics(listen.as_deref(), agent::watch(&settings, &inbox, shutdown_signal())).await??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollup { config, rebuild } => {
             let settings = HubSettings::load(&config)?;
+            let listen = settings.metrics.listen.clone();
             if rebuild {
-                rollup::run_rebuild(&settings, shutdown_signal()).await?;
+                with_metrics(listen.as_deref(), rollup::run_rebuild(&settings, shutdown_signal())).await??;
             } else {
                 let store = SqliteStore::open(&settings.store.path)?;
-                rollup::run(&settings, Box::new(store), shutdown_signal()).await?;
+                with_metrics(listen.as_deref(), rollup::run(&settings, Box::new(store), shutdown_signal())).await??;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -292,7 +294,7 @@ async fn loadgen(
 
     let k = &settings.kafka;
     let base = crate::kafka::client_config(&k.bootstrap, &[], &k.librdkafka);
-    crate::kafka::ensure_topics(&base, &[&k.topic, &k.dlq_topic], k.partitions).await?;
+    crate::kafka::ensure_topics(&base, &k.topic, &k.dlq_topic, crate::kafka::TopicSpec::of(k)).await?;
     let producer: FutureProducer =
         crate::kafka::client_config(&k.bootstrap, crate::kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?;
     let registry = Registry::builtin();
@@ -316,6 +318,21 @@ async fn loadgen(
         sends.map_err(|(e, _)| e).try_collect::<Vec<_>>().await?;
     }
     Ok(events.len())
+}
+
+/// Runs `work`, serving `/metrics` on `listen` (`[metrics] listen`) while
+/// it runs. The address is bound first: a bad one stops the start.
+async fn with_metrics<T>(listen: Option<&str>, work: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    let Some(listen) = listen else { return Ok(work.await) };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = crate::telemetry::metrics::bind(listen).await?;
+    let server = tokio::spawn(crate::telemetry::metrics::serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let out = work.await;
+    let _ = stop.send(());
+    server.await.map_err(|e| anyhow::anyhow!("the metrics server panicked: {e}"))??;
+    Ok(out)
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is

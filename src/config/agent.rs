@@ -43,6 +43,8 @@ pub struct AgentSettings {
     /// signed with it (contract §7).
     #[serde(default)]
     pub signing_key: Option<PathBuf>,
+    #[serde(default)]
+    pub metrics: super::MetricsSettings,
 }
 
 /// How the agent reads exports that spreadsheets and ETL jobs write.
@@ -140,6 +142,10 @@ pub struct AgentOperation {
     /// The operation's shared pseudonymisation secret.
     #[serde(default)]
     pub secret: Option<Secret>,
+    /// Or a file that holds it (a mounted container secret), readable by
+    /// its owner only; one trailing newline is not part of the secret.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
     /// The operation's window `[starts, ends)` (RFC 3339 in the file), as the
     /// hub has it: rows outside it are rejected here rather than
     /// dead-lettered there, and a ledger new to an operation that has
@@ -156,7 +162,14 @@ pub struct AgentOperation {
 impl AgentOperation {
     /// An operation with its secret, without window or forces.
     pub fn new(id: impl Into<String>, secret: Secret) -> Self {
-        AgentOperation { id: id.into(), secret: Some(secret), starts: None, ends: None, forces: None }
+        AgentOperation {
+            id: id.into(),
+            secret: Some(secret),
+            secret_file: None,
+            starts: None,
+            ends: None,
+            forces: None,
+        }
     }
 }
 
@@ -180,6 +193,27 @@ impl fmt::Debug for AgentKafka {
     }
 }
 
+/// Fills `op.secret` from `op.secret_file`, which must be its owner's only.
+fn read_secret_file(config: &Path, alias: &str, op: &mut AgentOperation) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(file) = op.secret_file.take().map(|f| relative_to(config, &f)) else { return Ok(()) };
+    let invalid = |message: String| ConfigError::Invalid { path: config.into(), message };
+    if op.secret.is_some() {
+        return Err(invalid(format!("operations.{alias}: both secret and secret_file are set: keep one")));
+    }
+    let unreadable = |e: std::io::Error| invalid(format!("operations.{alias}.secret_file {}: {e}", file.display()));
+    let mode = std::fs::metadata(&file).map_err(unreadable)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let key = format!("operations.{alias}.secret_file");
+        return Err(ConfigError::Exposed { path: file, key, mode });
+    }
+    let text = std::fs::read_to_string(&file).map_err(unreadable)?;
+    let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    op.secret = Some(Secret::new(text));
+    op.secret_file = Some(file);
+    Ok(())
+}
+
 impl AgentSettings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut s: AgentSettings = load(path)?;
@@ -187,6 +221,9 @@ impl AgentSettings {
         super::properties::apply(path, &mut k.properties, &mut k.bootstrap, &mut k.librdkafka)?;
         s.state_dir = relative_to(path, &s.state_dir);
         s.signing_key = s.signing_key.map(|k| relative_to(path, &k));
+        for (alias, op) in &mut s.operations {
+            read_secret_file(path, alias, op)?;
+        }
         s.validate().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
         Ok(s)
     }

@@ -64,3 +64,29 @@ fn agent_operation_windows_and_forces_are_read_once_and_checked() {
     let e = agent("forces = [\"mps\"]\n").unwrap_err().to_string();
     assert!(e.contains("operations.op_a.forces"), "{e}");
 }
+
+/// Mounted container secrets are files: one trailing newline (as `echo`
+/// and most tools write it) is not the secret's; the file must be the
+/// owner's only, and naming both a secret and a file is refused.
+#[test]
+fn a_secret_can_come_from_a_file_of_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("op-a.secret");
+    std::fs::write(&secret, "hunter2\n").unwrap();
+    private(&secret);
+    let text = "force = \"MPS\"\nstate_dir = \"s\"\n[kafka]\n[operations.op_a]\nid = \"OP-A\"\nsecret_file = \"op-a.secret\"\n";
+    let p = write(dir.path(), text);
+    let s = AgentSettings::load(&p).unwrap();
+    assert_eq!(s.secret_for("OP-A").map(|s| s.expose()), Some("hunter2"));
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = AgentSettings::load(&p).unwrap_err().to_string();
+    assert!(e.contains("op-a.secret") && e.contains("mode 644") && !e.contains("hunter2"), "{e}");
+    private(&secret);
+    std::fs::write(&secret, "hunter2 \n").unwrap();
+    let e = AgentSettings::load(&p).unwrap_err().to_string();
+    assert!(e.contains("begins or ends with white space"), "only one newline is trimmed: {e}");
+    let both = write(dir.path(), &text.replace("secret_file", "secret = \"x\"\nsecret_file"));
+    let e = AgentSettings::load(&both).unwrap_err().to_string();
+    assert!(e.contains("both secret and secret_file"), "{e}");
+}

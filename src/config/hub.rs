@@ -21,6 +21,9 @@ fn default_group() -> String {
 fn default_partitions() -> i32 {
     6
 }
+fn default_one() -> i32 {
+    1
+}
 fn default_store_path() -> PathBuf {
     PathBuf::from("data/jointops.sqlite")
 }
@@ -49,6 +52,8 @@ pub struct HubSettings {
     pub operations: Vec<OperationSettings>,
     #[serde(default)]
     pub trust: TrustSettings,
+    #[serde(default)]
+    pub metrics: super::MetricsSettings,
 }
 
 fn default_true() -> bool {
@@ -179,6 +184,13 @@ pub struct HubKafka {
     /// Partitions for topics the rollup creates when they are missing.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
+    /// Replicas of each topic the rollup creates: 1 on one local broker;
+    /// 3 in production, where a broker's loss must lose nothing.
+    #[serde(default = "default_one")]
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics it creates (2 with 3 replicas).
+    #[serde(default = "default_one")]
+    pub min_insync_replicas: i32,
     /// Raw librdkafka client settings, passed through unchanged (TLS, SASL…).
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
@@ -257,6 +269,8 @@ impl fmt::Debug for HubKafka {
             .field("dlq_topic", &self.dlq_topic)
             .field("group", &self.group)
             .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("min_insync_replicas", &self.min_insync_replicas)
             .field("librdkafka", &RedactedMap(&self.librdkafka))
             .finish()
     }

@@ -17,6 +17,16 @@ pub use agent::*;
 pub use hub::*;
 pub use properties::read as read_properties;
 
+/// `[metrics]`: where the process serves Prometheus metrics on `/metrics`
+/// (the rollup, `agent watch`; `serve` also has them on its API listener).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `host:port`; none by default.
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// `detail` is the config crate's message with what it lacks: the line

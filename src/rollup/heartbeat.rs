@@ -50,12 +50,12 @@ impl Ends {
         Ok(Ends { latest, stop })
     }
 
-    /// Records on the topic past `next` (each partition's next offset to
-    /// read), if the ends are fresh.
-    pub fn lag(&self, next: &BTreeMap<i32, i64>) -> Option<i64> {
+    /// Records on each partition past `next` (its next offset to read),
+    /// if the ends are fresh.
+    pub fn lags(&self, next: &BTreeMap<i32, i64>) -> Option<BTreeMap<i32, i64>> {
         let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         let (_, high) = latest.as_ref().filter(|(at, _)| at.elapsed() < ENDS_FRESH_FOR)?;
-        Some(lag_of(high, next))
+        Some(lags_of(high, next))
     }
 }
 
@@ -65,8 +65,8 @@ impl Drop for Ends {
     }
 }
 
-fn lag_of(high: &BTreeMap<i32, i64>, next: &BTreeMap<i32, i64>) -> i64 {
-    high.iter().map(|(p, &h)| (h - next.get(p).copied().unwrap_or(0)).max(0)).sum()
+fn lags_of(high: &BTreeMap<i32, i64>, next: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
+    high.iter().map(|(&p, &h)| (p, (h - next.get(&p).copied().unwrap_or(0)).max(0))).collect()
 }
 
 #[cfg(test)]
@@ -77,6 +77,10 @@ mod tests {
     fn lag_counts_each_partitions_unread_records_and_never_goes_negative() {
         let high = BTreeMap::from([(0, 10), (1, 5), (2, 7)]);
         let next = BTreeMap::from([(0, 4), (1, 9)]);
-        assert_eq!(lag_of(&high, &next), 6 + 7, "partition 1 read past a stale end counts 0");
+        assert_eq!(
+            lags_of(&high, &next),
+            BTreeMap::from([(0, 6), (1, 0), (2, 7)]),
+            "partition 1 read past a stale end counts 0"
+        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod classify;
 mod dlq;
 mod heartbeat;
+mod observe;
 mod rebuild;
 pub mod replay;
 
@@ -120,7 +121,9 @@ impl Rollup<'_> {
         // When the record reached the topic: as-of figures and a force's
         // last counted event then read the same after a rebuild.
         let at = msg.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        match classify(checks, &mut self.engine, incoming) {
+        let verdict = classify(checks, &mut self.engine, incoming);
+        observe::verdict(&verdict);
+        match verdict {
             Verdict::Counted { applied, changed: Some((force, event_id)) } => {
                 let e = self.engine.report(&force, &event_id).expect("a changed report is in the engine");
                 self.pending.operations.insert(e.operation.clone());
@@ -164,10 +167,14 @@ impl Rollup<'_> {
     /// A heartbeat with the lag behind the topic. Failing to write one is
     /// logged, not fatal: readers then say the rollup looks stopped.
     fn beat(&mut self) {
-        let beat = Heartbeat { at: chrono::Utc::now().timestamp_millis(), lag: self.ends.lag(&self.committed) };
+        let lags = self.ends.lags(&self.committed);
+        let beat =
+            Heartbeat { at: chrono::Utc::now().timestamp_millis(), lag: lags.as_ref().map(|l| l.values().sum()) };
         if let Err(e) = self.store.heartbeat(&beat) {
+            metrics::counter!("jointops_rollup_store_errors_total").increment(1);
             warn!(error = %e, "Heartbeat not written.");
         }
+        observe::beat(&beat, lags.as_ref(), &self.operations);
     }
 
     /// Dead letters first (acknowledged by Kafka), then state + offsets in one
@@ -221,7 +228,13 @@ impl Rollup<'_> {
             .map(|((operation, force), (events, last_at))| Activity { operation, force, events, last_at })
             .collect();
         batch.committed_at = chrono::Utc::now().timestamp_millis();
-        self.store.commit(&batch)?;
+        let started = Instant::now();
+        if let Err(e) = self.store.commit(&batch) {
+            metrics::counter!("jointops_rollup_store_errors_total").increment(1);
+            return Err(e.into());
+        }
+        metrics::histogram!("jointops_rollup_batch_commit_seconds").record(started.elapsed().as_secs_f64());
+        observe::activity(&batch.activity);
         self.committed.extend(&p.offsets);
         self.stats.batches += 1;
         if self.send_dead_letters {
@@ -325,7 +338,14 @@ async fn consume(
     );
 
     let base = kafka::client_config(&k.bootstrap, &[], &k.librdkafka);
-    kafka::ensure_topics(&base, &[&k.topic, &k.dlq_topic], k.partitions).await?;
+    let spec = kafka::TopicSpec::of(k);
+    kafka::ensure_topics(&base, &k.topic, &k.dlq_topic, spec).await?;
+    for w in kafka::input_topic_warnings(&base, &k.topic, spec).await {
+        warn!("{w}");
+    }
+    if spec.replication < 2 && !kafka::is_local(&k.bootstrap) {
+        warn!(bootstrap = %k.bootstrap, "kafka.replication_factor is 1 on a broker that is not local: one broker's loss loses records (use 3, with min_insync_replicas 2).");
+    }
     let meta: BaseConsumer = base.create()?;
     let partitions = kafka::partitions(&meta, &k.topic)?;
     let mut consumer = assigned_consumer(settings, store.as_ref(), &partitions)?;
@@ -355,6 +375,7 @@ async fn consume(
         ends: heartbeat::Ends::watch(settings)?,
     };
     r.committed = r.store.offsets(&k.topic)?;
+    observe::start(settings, partitions.len(), &r.operations);
     r.beat();
     let mut beat_at = Instant::now() + heartbeat::EVERY;
     let batch_wait = Duration::from_millis(settings.rollup.batch_ms);

@@ -60,6 +60,8 @@ pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
             topic,
             group: unique("test-rollup"),
             partitions: 6,
+            replication_factor: 1,
+            min_insync_replicas: 1,
             librdkafka: BTreeMap::new(),
             properties: None,
         },
@@ -69,6 +71,7 @@ pub fn hub(dir: &Path, operations: Vec<OperationSettings>) -> HubSettings {
         operations,
         // Not about trust: the fixtures' producers send unsigned records (tests/trust.rs and tests/agent_signing.rs sign).
         trust: TrustSettings { require_signatures: false, keys: Vec::new() },
+        metrics: Default::default(),
     }
 }
 
@@ -102,6 +105,7 @@ pub fn agent(hub: &HubSettings, force: &str, state_dir: PathBuf, secrets: &[(&st
         watch: jointops::config::WatchSettings { settle_ms: 200 },
         exports: Default::default(),
         signing_key: None,
+        metrics: Default::default(),
     }
 }
 
@@ -203,7 +207,9 @@ pub async fn send_events(p: &FutureProducer, topic: &str, events: &[OutcomeEvent
 pub async fn create_topics(settings: &HubSettings) {
     let k = &settings.kafka;
     let config = jointops::kafka::client_config(&k.bootstrap, &[], &k.librdkafka);
-    jointops::kafka::ensure_topics(&config, &[&k.topic, &k.dlq_topic], k.partitions).await.expect("topics");
+    jointops::kafka::ensure_topics(&config, &k.topic, &k.dlq_topic, jointops::kafka::TopicSpec::of(k))
+        .await
+        .expect("topics");
 }
 
 // ---- Agent tests (tests/agent_*.rs) ----

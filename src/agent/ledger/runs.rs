@@ -21,6 +21,8 @@ pub struct Run {
     pub last_seq: Option<i64>,
     /// Where the file goes once delivered (set just before it is moved).
     pub dest: Option<String>,
+    /// When it was accepted (ms).
+    pub planned_at: i64,
 }
 
 /// A run to record along with a plan.
@@ -55,7 +57,7 @@ impl Ledger {
         let mut st = self
             .conn
             .prepare(
-                "SELECT id, source, sha256, summary, first_seq, last_seq, dest FROM runs
+                "SELECT id, source, sha256, summary, first_seq, last_seq, dest, planned_at FROM runs
                  WHERE state = 'planned' ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
@@ -68,6 +70,7 @@ impl Ledger {
                 first_seq: r.get(4)?,
                 last_seq: r.get(5)?,
                 dest: r.get(6)?,
+                planned_at: r.get(7)?,
             })
         });
         rows.and_then(|rows| rows.collect()).map_err(|e| self.err(e))

@@ -1,5 +1,8 @@
 //! Logging: tracing to stderr, as text or JSON, filtered by `RUST_LOG`
-//! (default `info`; librdkafka's own chatter stays at `warn`).
+//! (default `info`; librdkafka's own chatter stays at `warn`); and the
+//! Prometheus metrics ([`metrics`]).
+
+pub mod metrics;
 
 use std::io::IsTerminal;
 
