@@ -97,3 +97,18 @@ cargo test
 
 step "jointops schema check"
 cargo run --quiet -- schema check --dir schemas
+
+# Deployment artifacts (deploy/): the image is built and run for real against
+# the brokers above; the rest is checked offline.
+step "Container image: hadolint, build (podman; about 10 min the first time, 2-3 min after a change), run"
+deploy/container/build.sh
+deploy/container/test.sh
+
+step "Compose stack (deploy/compose/compose.yaml against the Compose Specification)"
+deploy/compose/check.sh
+
+step "Kubernetes (kustomize build of base and overlays, kubeconform -strict, Strimzi CRD schemas)"
+deploy/k8s/validate.sh
+
+step "Prometheus alerts and the Grafana dashboard (promtool; every queried metric in the scrapes of tests/metrics.rs)"
+deploy/prometheus/check.sh

@@ -13,7 +13,8 @@
 # docker.io/library/debian:bookworm-slim) when they can be pulled. When they
 # cannot (no registry reachable), it makes local ones once, from Debian's
 # packages only:
-#   localhost/jointops-base/debian:bookworm   debootstrap --variant=minbase bookworm
+#   localhost/jointops-base/debian:bookworm   debootstrap --variant=minbase bookworm, slimmed
+#                                             like debian:bookworm-slim (no docs, man, locales)
 #   localhost/jointops-base/rust:bookworm     the same with cmake, g++, pkg-config,
 #                                             libssl-dev, and this machine's Rust
 #                                             toolchain copied in (`rustc --print
@@ -64,6 +65,12 @@ events_logger = "file"
 CONF
 export CONTAINERS_CONF="$work/containers.conf"
 
+# hadolint first: a Dockerfile it refuses is not built.
+# shellcheck source=deploy/tools.sh
+source "$here/../tools.sh"
+deploy_tool hadolint
+hadolint "$here/Dockerfile" || die "hadolint refuses deploy/container/Dockerfile"
+
 # ------------------------------------------------------------ versions ---
 version=$(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -97,7 +104,23 @@ deb http://deb.debian.org/debian bookworm main
 deb http://deb.debian.org/debian bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 SRC
-    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/var/log/* "$dir"/tmp/*
+    rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/var/log/* "$dir"/tmp/*
+}
+
+slim() { # DIR: what debian:bookworm-slim leaves out (docs, man pages, locales), now and for later installs
+    local dir=$1
+    cat >"$dir/etc/dpkg/dpkg.cfg.d/jointops-slim" <<'CFG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+CFG
+    find "$dir/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
+    find "$dir/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} + 2>/dev/null || true
+    rm -rf "$dir"/usr/share/man/* "$dir"/usr/share/info/* "$dir"/usr/share/lintian/*
 }
 
 import_dir() { # DIR IMAGE [--change …]…
@@ -110,6 +133,7 @@ import_dir() { # DIR IMAGE [--change …]…
 make_local_runtime() {
     say "making $local_runtime (debootstrap --variant=minbase bookworm)"
     debootstrap_to "$work/rootfs-runtime"
+    slim "$work/rootfs-runtime"
     import_dir "$work/rootfs-runtime" "$local_runtime" --change 'CMD ["/bin/bash"]'
 }
 

@@ -6,7 +6,8 @@
 #   2. an agent (`agent publish`) sends a small export to the plaintext
 #      broker, from its state volume;
 #   3. a rollup counts it into the hub's store on a named volume (`lag
-#      --wait`, from a third container on the same volume);
+#      --wait`, from a third container on the same volume); its /metrics
+#      answers and the image's HEALTHCHECK passes on it;
 #   4. serve answers /healthz and /readyz, the image's HEALTHCHECK passes,
 #      and a coordinator token reads the joint totals the export makes;
 #   5. SIGTERM stops serve and the rollup, each within 10 s with exit 0;
@@ -41,6 +42,7 @@ bootstrap="127.0.0.1:$port"
 run_id="ct$(date +%s)$$"
 work=$(mktemp -d)
 api_port=$((18000 + RANDOM % 1000))
+metrics_port=$((api_port + 1000))
 topic="container-test.$run_id"
 vol_hub="jointops-test-hub-$run_id"
 vol_agent="jointops-test-agent-$run_id"
@@ -83,6 +85,8 @@ partitions = 3
 path = "/var/lib/jointops/hub.sqlite"
 [api]
 listen = "127.0.0.1:$api_port"
+[metrics]
+listen = "127.0.0.1:$metrics_port"
 [trust]
 require_signatures = false
 [[operations]]
@@ -125,9 +129,14 @@ grep -qE '^total +3 ' "$work/publish.txt" || die "the agent did not publish 3 re
 step "rollup (the hub's store on volume $vol_hub)"
 containers+=("$run_id-rollup")
 podman run -d --name "$run_id-rollup" "${restricted[@]}" -v "$vol_hub:/var/lib/jointops" -v "$work/etc:/etc/jointops:ro" \
-    -e JOINTOPS_HEALTHCHECK_URL=none "$image" rollup --config /etc/jointops/hub.toml >/dev/null
+    -e "JOINTOPS_HEALTHCHECK_URL=http://127.0.0.1:$metrics_port/metrics" "$image" rollup --config /etc/jointops/hub.toml >/dev/null
 jo lag --config /etc/jointops/hub.toml --wait 90 | tail -1
 podman ps --filter "name=$run_id-rollup" --format '{{.Status}}' | grep -q '^Up' || die "the rollup container stopped: $(podman logs "$run_id-rollup" 2>&1 | tail -5)"
+scrape=$(curl -sf "http://127.0.0.1:$metrics_port/metrics") || die "the rollup's /metrics did not answer"
+grep -q '^jointops_rollup_heartbeat_timestamp_seconds' <<<"$scrape" || die "the rollup's /metrics has no heartbeat"
+echo "rollup /metrics: $(grep -c '^jointops_' <<<"$scrape") jointops samples; $(grep '^jointops_rollup_partitions_owned' <<<"$scrape")"
+podman healthcheck run "$run_id-rollup" || die "the image's HEALTHCHECK failed on the rollup (its /metrics)"
+echo "HEALTHCHECK on the rollup (JOINTOPS_HEALTHCHECK_URL=…/metrics): healthy"
 
 step "serve on 127.0.0.1:$api_port (same volume), /healthz, /readyz, HEALTHCHECK, totals"
 containers+=("$run_id-serve")
