@@ -196,6 +196,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(settings: AgentSettings, inbox: &Path, status: signal::Sender<WatchStatus>) -> Result<Self, WatchError> {
+        // Series at zero from the start, so that the first file or record counts.
+        metrics::counter!("jointops_agent_records_published_total").increment(0);
+        for result in ["accepted", "rejected"] {
+            metrics::counter!("jointops_agent_files_total", "result" => result).increment(0);
+        }
         let inbox = inbox.canonicalize().map_err(io_err(inbox))?;
         let (done, failed) = (inbox.join(inbox::DONE), inbox.join(inbox::FAILED));
         for dir in [&done, &failed] {

@@ -200,6 +200,7 @@ const MAX_BODY_BYTES: usize = 4096;
 
 pub fn app(state: Arc<ApiState>) -> Router {
     crate::telemetry::metrics::handle();
+    metrics::gauge!("jointops_api_open_streams").set(0.0);
     // Innermost first: the body limit's 413 is logged like any answer.
     router(state.clone())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))

@@ -16,6 +16,16 @@ use crate::telemetry::metrics::seconds;
 /// so that a force silent since before a restart still shows as silent.
 pub fn start(settings: &HubSettings, partitions: usize, operations: &Operations) {
     crate::telemetry::metrics::handle();
+    // Every series at zero from the start: `increase()` then sees the first
+    // error or dead letter, and a dashboard shows 0 rather than "no data".
+    counter!("jointops_rollup_store_errors_total").increment(0);
+    counter!("jointops_rollup_records_consumed_total").increment(0);
+    for reason in crate::domain::Reason::ALL {
+        counter!("jointops_rollup_dead_letters_total", "reason" => reason.code()).increment(0);
+    }
+    for result in ["new", "revised", "duplicate", "stale"] {
+        counter!("jointops_rollup_events_total", "result" => result).increment(0);
+    }
     gauge!("jointops_rollup_partitions_owned").set(partitions as f64);
     gauge!("jointops_rollup_topic_partitions").set(partitions as f64);
     let Ok(store) = SqliteStore::open_read(&settings.store.path) else { return };
