@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::openapi::{conforms, openapi};
 use common::*;
 use futures::StreamExt;
 use jointops::access::Role;
@@ -18,42 +19,6 @@ use serde_json::{json, Value};
 const OP: &str = loadgen::OPERATION;
 const T1: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z: when the first batch reached the topic
 const T2: i64 = 1_704_153_600_000; // 2024-01-02T00:00:00Z: the second
-
-fn openapi() -> Value {
-    serde_json::from_str(include_str!("../docs/openapi.json")).unwrap()
-}
-
-/// The response must be one the OpenAPI document describes: its status,
-/// its content type, and (for JSON) its body against the schema.
-pub fn conforms(doc: &Value, template: &str, status: u16, content_type: &str, body: &str) {
-    conforms_to(doc, "get", template, status, content_type, body)
-}
-
-/// [`conforms`] for any method.
-pub fn conforms_to(doc: &Value, method: &str, template: &str, status: u16, content_type: &str, body: &str) {
-    let op = &doc["paths"][template][method];
-    assert!(op.is_object(), "{template} is not in the OpenAPI document");
-    let mut response = &op["responses"][status.to_string()];
-    if let Some(r) = response["$ref"].as_str() {
-        response = &doc["components"]["responses"][r.rsplit('/').next().unwrap()];
-    }
-    assert!(response.is_object(), "{template}: status {status} is not documented");
-    let media = content_type.split(';').next().unwrap().trim();
-    let schema = &response["content"][media]["schema"];
-    assert!(schema.is_object(), "{template} {status}: content type {media} is not documented");
-    if media == "application/json" {
-        let wrapped = json!({
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "components": doc["components"],
-            "allOf": [schema],
-        });
-        let validator = jsonschema::validator_for(&wrapped).expect("the OpenAPI schemas compile");
-        let instance: Value = serde_json::from_str(body).expect("JSON body");
-        let errors: Vec<String> =
-            validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path)).collect();
-        assert!(errors.is_empty(), "{template} {status}: body does not match the OpenAPI schema: {errors:?}\n{body}");
-    }
-}
 
 struct Client {
     http: reqwest::Client,
@@ -77,7 +42,7 @@ impl Client {
         let content_type = res.headers()["content-type"].to_str().unwrap().to_string();
         assert_eq!(res.headers()["cache-control"], "no-store", "figures are never cached");
         let body = res.text().await.unwrap();
-        conforms(&self.doc, template, status, &content_type, &body);
+        conforms(&self.doc, "get", template, status, &content_type, &body);
         (status, body)
     }
 

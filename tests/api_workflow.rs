@@ -9,6 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::openapi::{conforms, openapi};
 use common::*;
 use jointops::access::Role;
 use jointops::domain::OutcomeEvent;
@@ -16,10 +17,6 @@ use jointops::store::AccessStore;
 use serde_json::{json, Value};
 
 const OP: &str = "OP-1";
-
-fn doc() -> Value {
-    serde_json::from_str(include_str!("../docs/openapi.json")).unwrap()
-}
 
 /// A client that checks every answer against the OpenAPI document.
 struct Api {
@@ -62,32 +59,6 @@ impl Api {
     }
 }
 
-/// The response must be one the OpenAPI document describes.
-fn conforms(doc: &Value, method: &str, template: &str, status: u16, content_type: &str, body: &str) {
-    let op = &doc["paths"][template][method];
-    assert!(op.is_object(), "{method} {template} is not in the OpenAPI document");
-    let mut response = &op["responses"][status.to_string()];
-    if let Some(r) = response["$ref"].as_str() {
-        response = &doc["components"]["responses"][r.rsplit('/').next().unwrap()];
-    }
-    assert!(response.is_object(), "{template}: status {status} is not documented: {body}");
-    let media = content_type.split(';').next().unwrap().trim();
-    let schema = &response["content"][media]["schema"];
-    assert!(schema.is_object(), "{template} {status}: content type {media} is not documented");
-    if media == "application/json" {
-        let wrapped = json!({
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "components": doc["components"],
-            "allOf": [schema],
-        });
-        let validator = jsonschema::validator_for(&wrapped).expect("the OpenAPI schemas compile");
-        let instance: Value = serde_json::from_str(body).expect("JSON body");
-        let errors: Vec<String> =
-            validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path)).collect();
-        assert!(errors.is_empty(), "{template} {status}: {errors:?}\n{body}");
-    }
-}
-
 /// OP-1 with four forces: the Met and Kent report, Essex sends nothing, and
 /// Thames Valley sends an arrest under a mistyped operation code; one of
 /// the Met's is dated before the window.
@@ -116,7 +87,7 @@ async fn status_dead_letters_and_publications_serve_the_week_and_a_stopped_rollu
     let rollup = RunningRollup::start(&hub).await;
     wait_caught_up(&hub, Duration::from_secs(60)).await;
     let server = RunningApi::start(&hub).await;
-    let api = Api { http: reqwest::Client::new(), base: server.base.clone(), doc: doc() };
+    let api = Api { http: reqwest::Client::new(), base: server.base.clone(), doc: openapi() };
     let (coordinator, _) = issue_token(&hub, Role::Coordinator, None);
     let (tvp, _) = issue_token(&hub, Role::Force("TVP".into()), None);
     let (kent, _) = issue_token(&hub, Role::Force("KENT".into()), None);
@@ -242,7 +213,7 @@ async fn rough_edges_are_smoothed_and_every_answer_says_what_it_is() {
     let rollup = RunningRollup::start(&hub).await;
     wait_caught_up(&hub, Duration::from_secs(60)).await;
     let server = RunningApi::start(&hub).await;
-    let api = Api { http: reqwest::Client::new(), base: server.base.clone(), doc: doc() };
+    let api = Api { http: reqwest::Client::new(), base: server.base.clone(), doc: openapi() };
     let (coordinator, coordinator_id) = issue_token(&hub, Role::Coordinator, None);
     let totals_t = "/api/v1/operations/{id}/totals";
     let totals = format!("/api/v1/operations/{OP}/totals");

@@ -326,37 +326,7 @@ impl DeadLetterLog for SqliteStore {
         originals: bool,
         f: &mut dyn FnMut(DeadLetter) -> bool,
     ) -> Result<(), StoreError> {
-        let original = if originals { "original" } else { "x''" };
-        let sql = format!(
-            "SELECT topic, partition, offset, reason, detail, force, event_id, {original}, sent, replayed, operation, at
-             FROM dead_letters WHERE ?1 IS NULL OR reason = ?1 ORDER BY topic, partition, offset"
-        );
-        let mut run = || -> rusqlite::Result<()> {
-            let mut st = self.conn.prepare(&sql)?;
-            let mut rows = st.query([reason])?;
-            while let Some(r) = rows.next()? {
-                let original: Vec<u8> = r.get(7)?;
-                let d = DeadLetter {
-                    topic: r.get(0)?,
-                    partition: r.get(1)?,
-                    offset: r.get(2)?,
-                    reason: r.get(3)?,
-                    detail: r.get(4)?,
-                    force: r.get(5)?,
-                    event_id: r.get(6)?,
-                    operation: r.get(10)?,
-                    at: r.get(11)?,
-                    original: Original::from_bytes(&original).unwrap_or_default(),
-                    sent: r.get(8)?,
-                    replayed: r.get(9)?,
-                };
-                if !f(d) {
-                    break;
-                }
-            }
-            Ok(())
-        };
-        run().map_err(|e| self.err(e))
+        self.dead_letters_where("?1 IS NULL OR reason = ?1", &[&reason], originals, f)
     }
 
     fn mark_sent(&mut self, positions: &[Position]) -> Result<(), StoreError> {
@@ -369,6 +339,49 @@ impl DeadLetterLog for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Hands each dead letter matching `filter` (SQL over `params`) to `f`,
+    /// in source order, until it returns false; without `originals` the
+    /// original bytes are not read.
+    pub(super) fn dead_letters_where(
+        &self,
+        filter: &str,
+        params: &[&dyn rusqlite::ToSql],
+        originals: bool,
+        f: &mut dyn FnMut(DeadLetter) -> bool,
+    ) -> Result<(), StoreError> {
+        let original = if originals { "original" } else { "x''" };
+        let sql = format!(
+            "SELECT topic, partition, offset, reason, detail, force, event_id, operation, at, sent, replayed, {original}
+             FROM dead_letters WHERE {filter} ORDER BY topic, partition, offset"
+        );
+        let mut run = || -> rusqlite::Result<()> {
+            let mut st = self.conn.prepare(&sql)?;
+            let mut rows = st.query(params)?;
+            while let Some(r) = rows.next()? {
+                let original: Vec<u8> = r.get(11)?;
+                let d = DeadLetter {
+                    topic: r.get(0)?,
+                    partition: r.get(1)?,
+                    offset: r.get(2)?,
+                    reason: r.get(3)?,
+                    detail: r.get(4)?,
+                    force: r.get(5)?,
+                    event_id: r.get(6)?,
+                    operation: r.get(7)?,
+                    at: r.get(8)?,
+                    sent: r.get(9)?,
+                    replayed: r.get(10)?,
+                    original: Original::from_bytes(&original).unwrap_or_default(),
+                };
+                if !f(d) {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        run().map_err(|e| self.err(e))
+    }
+
     fn set_flag(&mut self, column: &str, positions: &[Position]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite { path: path.clone(), source };

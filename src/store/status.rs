@@ -4,7 +4,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{DeadLetter, Original, SqliteStore, StoreError};
+use super::{DeadLetter, SqliteStore, StoreError};
 
 /// The rollup's sign of life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,42 +152,14 @@ impl SqliteStore {
         q: &DeadLetterQuery<'_>,
         f: &mut dyn FnMut(DeadLetter) -> bool,
     ) -> Result<(), StoreError> {
-        let sql = format!(
-            "SELECT topic, partition, offset, reason, detail, force, event_id, operation, at, sent
-             FROM dead_letters WHERE {MATCHING} ORDER BY topic, partition, offset"
-        );
-        let mut run = || -> rusqlite::Result<()> {
-            let mut st = self.conn.prepare(&sql)?;
-            let mut rows = st.query(params![q.operation, q.force, q.reason])?;
-            while let Some(r) = rows.next()? {
-                let d = DeadLetter {
-                    topic: r.get(0)?,
-                    partition: r.get(1)?,
-                    offset: r.get(2)?,
-                    reason: r.get(3)?,
-                    detail: r.get(4)?,
-                    force: r.get(5)?,
-                    event_id: r.get(6)?,
-                    operation: r.get(7)?,
-                    at: r.get(8)?,
-                    original: Original::default(),
-                    sent: r.get(9)?,
-                    replayed: false,
-                };
-                if !f(d) {
-                    break;
-                }
-            }
-            Ok(())
-        };
-        run().map_err(|e| self.err(e))
+        self.dead_letters_where(MATCHING, &[&q.operation, &q.force, &q.reason], false, f)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Batch, DeadLetterLog, Store, TotalsReader};
+    use crate::store::{Batch, DeadLetterLog, Original, Store, TotalsReader};
 
     fn dead(offset: i64, reason: &str, force: &str, operation: &str) -> DeadLetter {
         DeadLetter {

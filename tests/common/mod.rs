@@ -3,6 +3,8 @@
 //! an in-process rollup that can be stopped and restarted.
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
