@@ -10,6 +10,7 @@
 #      answers and the image's HEALTHCHECK passes on it;
 #   4. serve answers /healthz and /readyz, the image's HEALTHCHECK passes,
 #      and a coordinator token reads the joint totals the export makes;
+#      its logs are JSON lines (the image's default);
 #   5. SIGTERM stops serve and the rollup, each within 10 s with exit 0;
 #   6. the hub logs in to the secure broker (SASL_SSL, SCRAM-SHA-512, the
 #      broker's CA) from the image: TLS with the image's libssl3.
@@ -137,6 +138,14 @@ grep -q '^jointops_rollup_heartbeat_timestamp_seconds' <<<"$scrape" || die "the 
 echo "rollup /metrics: $(grep -c '^jointops_' <<<"$scrape") jointops samples; $(grep '^jointops_rollup_partitions_owned' <<<"$scrape")"
 podman healthcheck run "$run_id-rollup" || die "the image's HEALTHCHECK failed on the rollup (its /metrics)"
 echo "HEALTHCHECK on the rollup (JOINTOPS_HEALTHCHECK_URL=…/metrics): healthy"
+# Logs are JSON by default in the image: every line of the rollup's is an object.
+podman logs "$run_id-rollup" 2>&1 | python3 -c '
+import json, sys
+lines = [l for l in sys.stdin if l.strip()]
+assert lines, "the rollup logged nothing"
+for l in lines:
+    assert isinstance(json.loads(l), dict), l
+print(f"rollup logs: {len(lines)} lines, each a JSON object")' || die "the rollup's logs are not JSON lines"
 
 step "serve on 127.0.0.1:$api_port (same volume), /healthz, /readyz, HEALTHCHECK, totals"
 containers+=("$run_id-serve")
