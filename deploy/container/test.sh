@@ -7,10 +7,10 @@
 #      broker, from its state volume;
 #   3. a rollup counts it into the hub's store on a named volume (`lag
 #      --wait`, from a third container on the same volume); its /metrics
-#      answers and the image's HEALTHCHECK passes on it;
+#      answers, the image's HEALTHCHECK passes on it, and its logs are
+#      JSON lines (the image's default);
 #   4. serve answers /healthz and /readyz, the image's HEALTHCHECK passes,
 #      and a coordinator token reads the joint totals the export makes;
-#      its logs are JSON lines (the image's default);
 #   5. SIGTERM stops serve and the rollup, each within 10 s with exit 0;
 #   6. the hub logs in to the secure broker (SASL_SSL, SCRAM-SHA-512, the
 #      broker's CA) from the image: TLS with the image's libssl3.
