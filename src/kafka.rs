@@ -76,11 +76,11 @@ pub async fn ensure_topics(config: &ClientConfig, input: &str, dlq: &str, spec: 
 }
 
 /// What about the input topic does not fit `spec` and its role (never
-/// deleting a record), as warnings for the log. Settings the hub may not
-/// read (no DescribeConfigs ACL) are said to be unchecked.
-pub async fn input_topic_warnings(config: &ClientConfig, topic: &str, spec: TopicSpec) -> Vec<String> {
+/// deleting a record), as warnings for the log; `Err` says why its settings
+/// could not be read (contract §7 gives the hub no DescribeConfigs ACL).
+pub async fn input_topic_warnings(config: &ClientConfig, topic: &str, spec: TopicSpec) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
-    let Ok(consumer) = config.create::<BaseConsumer>() else { return out };
+    let consumer = config.create::<BaseConsumer>().map_err(|e| e.to_string())?;
     if let Ok(md) = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
         let replicas = md.topics().iter().flat_map(|t| t.partitions()).map(|p| p.replicas().len()).min();
         if let Some(r) = replicas.filter(|&r| (r as i32) < spec.replication) {
@@ -90,7 +90,7 @@ pub async fn input_topic_warnings(config: &ClientConfig, topic: &str, spec: Topi
             ));
         }
     }
-    let Ok(admin) = config.create::<AdminClient<DefaultClientContext>>() else { return out };
+    let admin = config.create::<AdminClient<DefaultClientContext>>().map_err(|e| e.to_string())?;
     let opts = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
     let read = admin.describe_configs(&[rdkafka::admin::ResourceSpecifier::Topic(topic)], &opts).await;
     match read.as_deref() {
@@ -111,9 +111,11 @@ pub async fn input_topic_warnings(config: &ClientConfig, topic: &str, spec: Topi
                 ));
             }
         }
-        other => out.push(format!("the settings of topic {topic} could not be checked: {other:?}")),
+        Ok([Err(e)]) => return Err(format!("{e}")),
+        Ok(other) => return Err(format!("{} answers", other.len())),
+        Err(e) => return Err(e.to_string()),
     }
-    out
+    Ok(out)
 }
 
 /// Whether every bootstrap host is this machine: a replication factor of 1

@@ -35,19 +35,19 @@ async fn the_input_topic_keeps_every_record_and_a_topic_that_deletes_is_named_at
         Some("-1"),
         "the dead-letter topic keeps the broker's default"
     );
-    assert_eq!(input_topic_warnings(&config(), &input, spec).await, Vec::<String>::new());
+    assert_eq!(input_topic_warnings(&config(), &input, spec).await, Ok(Vec::new()));
 
     // A topic made by someone else with the broker's defaults (7 days).
     let theirs = unique("topics.theirs");
     let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
     admin.create_topics(&[NewTopic::new(&theirs, 3, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
-    let warnings = input_topic_warnings(&config(), &theirs, spec).await;
+    let warnings = input_topic_warnings(&config(), &theirs, spec).await.unwrap();
     assert!(
         warnings.iter().any(|w| w.contains("deletes records") && w.contains("retention.ms=604800000")),
         "{warnings:?}"
     );
     let stricter = TopicSpec { partitions: 3, replication: 3, min_insync: 2 };
-    let warnings = input_topic_warnings(&config(), &input, stricter).await;
+    let warnings = input_topic_warnings(&config(), &input, stricter).await.unwrap();
     assert!(warnings.iter().any(|w| w.contains("1 replica(s)") && w.contains("asks for 3")), "{warnings:?}");
     assert!(warnings.iter().any(|w| w.contains("min.insync.replicas=1")), "{warnings:?}");
 }

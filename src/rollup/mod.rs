@@ -340,8 +340,11 @@ async fn consume(
     let base = kafka::client_config(&k.bootstrap, &[], &k.librdkafka);
     let spec = kafka::TopicSpec::of(k);
     kafka::ensure_topics(&base, &k.topic, &k.dlq_topic, spec).await?;
-    for w in kafka::input_topic_warnings(&base, &k.topic, spec).await {
-        warn!("{w}");
+    match kafka::input_topic_warnings(&base, &k.topic, spec).await {
+        Ok(warnings) => warnings.iter().for_each(|w| warn!("{w}")),
+        Err(e) => {
+            info!(topic = %k.topic, reason = %e, "The input topic's retention and replication could not be checked.")
+        }
     }
     if spec.replication < 2 && !kafka::is_local(&k.bootstrap) {
         warn!(bootstrap = %k.bootstrap, "kafka.replication_factor is 1 on a broker that is not local: one broker's loss loses records (use 3, with min_insync_replicas 2).");
