@@ -15,9 +15,11 @@
 //!   outbox (messages in batches), the check of each operation's secret
 //!   against the ledger's fingerprint, signing and delivery, and `watch` (the
 //!   agent as a service on an inbox folder).
-//! - [`rollup`]: the hub's consumer loop: partition and signature → decode →
-//!   check → apply → dead-letter → persist in batches, with offsets in the
-//!   same transaction as the state; rebuilds, and dead-letter replay.
+//! - [`rollup`]: the hub's consumer loop: the record step (`rollup::record`:
+//!   partition and signature → decode → check → apply, on a plain record
+//!   with no Kafka types) → the pending batch (`rollup::batch`) → dead
+//!   letters sent → persisted in one store transaction with the offsets;
+//!   rebuilds, and dead-letter replay.
 //! - [`store`]: narrow traits (state, readers, dead-letter log, tokens and
 //!   access log) and their SQLite implementation; the hub's own records
 //!   (tokens, the chained access log) in a file of their own that no

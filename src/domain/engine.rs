@@ -2,6 +2,7 @@
 //! no I/O, no clock, no async. The rollup feeds it events and persists what it
 //! reports as changed.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -230,33 +231,46 @@ impl Engine {
     /// events applied, never on their order or repetition; an event whose
     /// application would overflow a total is refused and changes nothing.
     pub fn apply(&mut self, event: OutcomeEvent) -> Result<Applied, Refused> {
+        let key = event.identity_key();
+        self.put(Cow::Owned(event), &key)
+    }
+
+    /// [`Engine::apply`] for a caller that already built the event's identity
+    /// key (the rollup checks the record's key against it) and keeps the
+    /// event: the key is not built again, and the event is copied only when
+    /// it becomes the report's state.
+    pub fn apply_keyed(&mut self, event: &OutcomeEvent, key: &str) -> Result<Applied, Refused> {
+        debug_assert_eq!(key, event.identity_key());
+        self.put(Cow::Borrowed(event), key)
+    }
+
+    fn put(&mut self, event: Cow<'_, OutcomeEvent>, key: &str) -> Result<Applied, Refused> {
         let id: ReportId = (event.force.clone(), event.event_id.clone());
         let applied = self.compare(&id, &event)?;
         if !applied.changed() {
             return Ok(applied);
         }
-        let key = event.identity_key();
-        let before = self.contribution(&key, None);
+        let before = self.contribution(key, None);
         let previous = self.reports.get(&id);
-        let group = self.groups.entry(key.clone()).or_default();
+        let group = self.groups.entry(key.to_string()).or_default();
         if let Some(p) = previous.filter(|p| !p.withdrawn) {
             group.remove(p);
         }
         if !event.withdrawn {
             group.insert(&event);
         }
-        let after = self.contribution(&key, Some(&event));
+        let after = self.contribution(key, Some(&event));
         if before != after {
             let totals = self.totals.entry(event.operation.clone()).or_default();
             if let Err(figure) = change(totals, before.as_ref(), after.as_ref()) {
-                self.undo(&key, &id, &event);
+                self.undo(key, &id, &event);
                 return Err(Refused::Overflow { force: id.0, event_id: id.1, figure });
             }
         }
-        if self.groups.get(&key).is_some_and(|g| g.active.is_empty()) {
-            self.groups.remove(&key);
+        if self.groups.get(key).is_some_and(|g| g.active.is_empty()) {
+            self.groups.remove(key);
         }
-        self.reports.insert(id, event);
+        self.reports.insert(id, event.into_owned());
         Ok(applied)
     }
 

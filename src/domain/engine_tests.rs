@@ -349,6 +349,92 @@ proptest! {
     }
 }
 
+// ---- the partition dimension (§3): every report of one identity key on
+// ---- one partition, partitions consumed in any interleaving.
+
+/// A seeded LCG: proptest shrinks the seed, and the order it gives is plain.
+fn next(rng: &mut u64) -> u64 {
+    *rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *rng >> 33
+}
+
+/// `events` split over `n` partitions by identity key (each key to a
+/// partition picked at random), each partition shuffled.
+fn split(events: &[OutcomeEvent], n: usize, rng: &mut u64) -> Vec<Vec<OutcomeEvent>> {
+    let mut home: HashMap<String, usize> = HashMap::new();
+    let mut parts = vec![Vec::new(); n];
+    for e in events {
+        let p = *home.entry(e.identity_key()).or_insert_with(|| next(rng) as usize % n);
+        parts[p].push(e.clone());
+    }
+    for part in &mut parts {
+        for i in (1..part.len()).rev() {
+            part.swap(i, next(rng) as usize % (i + 1));
+        }
+    }
+    parts
+}
+
+/// The partitions consumed in a random interleaving, each in its own order.
+fn interleave(mut parts: Vec<Vec<OutcomeEvent>>, rng: &mut u64) -> Vec<OutcomeEvent> {
+    for part in &mut parts {
+        part.reverse();
+    }
+    let mut out = Vec::new();
+    while parts.iter().any(|p| !p.is_empty()) {
+        let open: Vec<usize> = (0..parts.len()).filter(|&i| !parts[i].is_empty()).collect();
+        let p = open[next(rng) as usize % open.len()];
+        out.extend(parts[p].pop());
+    }
+    out
+}
+
+/// Adds one operation's totals into another, row by row.
+fn add_into(sum: &mut OperationTotals, t: &OperationTotals) {
+    fn rows<K: Ord + Clone>(sum: &mut BTreeMap<K, Totals>, add: &BTreeMap<K, Totals>) {
+        for (k, row) in add {
+            sum.entry(k.clone()).or_default().add_scaled(row, 1);
+        }
+    }
+    sum.joint.add_scaled(&t.joint, 1);
+    sum.provisional.add_scaled(&t.provisional, 1);
+    rows(&mut sum.forces, &t.forces);
+    rows(&mut sum.joint_credit, &t.joint_credit);
+    rows(&mut sum.days, &t.days);
+    rows(&mut sum.provisional_forces, &t.provisional_forces);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// One engine fed the partitions in any interleaving, and one engine per
+    /// partition summed, both give the reference totals: the design's
+    /// "an operation's totals are the sum over partitions" holds because
+    /// R4 groups reports by the identity key that picks the partition.
+    #[test]
+    fn any_split_over_partitions_by_identity_key_gives_the_reference_totals(
+        events in valid_set(),
+        repeats in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+        n in 1..8usize,
+        seed in any::<u64>(),
+    ) {
+        let mut stream = events.clone();
+        stream.extend(repeats.iter().map(|i| events[i.index(events.len())].clone()));
+        let mut rng = seed;
+        let parts = split(&stream, n, &mut rng);
+        let want: BTreeMap<_, _> = reference(&events).into_iter().filter(|(_, t)| !t.joint.is_zero()).collect();
+
+        let mut summed: BTreeMap<String, OperationTotals> = BTreeMap::new();
+        for part in &parts {
+            for (op, t) in engine_totals(part) {
+                add_into(summed.entry(op).or_default(), &t);
+            }
+        }
+        prop_assert_eq!(&summed, &want, "per-partition engines, summed");
+        prop_assert_eq!(engine_totals(&interleave(parts, &mut rng)), want, "one engine, partitions interleaved");
+    }
+}
+
 // ---- size and overflow
 
 /// Regression: the lead was found by walking every member of the group on

@@ -10,7 +10,7 @@
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::{error, warn};
 
@@ -40,15 +40,6 @@ pub const DEFAULT_MAX_BYTES: usize = 1_000_000;
 /// The producer's `message.max.bytes`: a dead letter must fit under it.
 pub fn max_bytes(librdkafka: &std::collections::BTreeMap<String, String>) -> usize {
     librdkafka.get("message.max.bytes").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_BYTES)
-}
-
-/// A copy of what arrived, kept until the dead letter is acknowledged.
-pub fn original_of(msg: &BorrowedMessage<'_>) -> Original {
-    let headers = msg
-        .headers()
-        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-        .unwrap_or_default();
-    Original { key: msg.key().map(<[u8]>::to_vec), value: msg.payload().map(<[u8]>::to_vec), headers }
 }
 
 /// Which parts of the original a dead letter carries.

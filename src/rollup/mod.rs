@@ -2,14 +2,15 @@
 //! bad ones to the dead-letter topic, and persists state changes together
 //! with the consumed offsets in one store transaction per batch.
 
-pub mod classify;
+mod batch;
 mod dlq;
 mod heartbeat;
 mod observe;
 mod rebuild;
+pub mod record;
 pub mod replay;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,12 +22,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::codec::Registry;
-use crate::config::HubSettings;
-use crate::domain::{Applied, Engine, Operations};
+use crate::config::{HubKafka, HubSettings};
+use crate::domain::{Engine, Operations};
 use crate::kafka;
-use crate::store::{Activity, Batch, DeadLetter, Heartbeat, HistoryRow, SqliteStore, Store};
-use crate::trust::{Keyring, SignatureHeaders};
-use classify::{classify, Checks, Incoming, Verdict};
+use crate::store::{DeadLetter, Heartbeat, SqliteStore, Store};
+use crate::trust::Keyring;
+use batch::Pending;
+use record::{Checks, Record, Verdict};
 
 /// Counters of one run, for the closing log line and for tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,17 +40,15 @@ pub struct Stats {
     pub batches: u64,
 }
 
-/// What the current batch holds until it is committed.
-#[derive(Default)]
-struct Pending {
-    events: usize,
-    /// Every revision applied, in order; the last one of a report is its state.
-    history: Vec<HistoryRow>,
-    operations: BTreeSet<String>,
-    dead: Vec<DeadLetter>,
-    offsets: BTreeMap<i32, i64>,
-    /// Per (operation, force): new reports, newest Kafka time counted.
-    activity: BTreeMap<(String, String), (i64, i64)>,
+impl Stats {
+    fn count(&mut self, v: &Verdict) {
+        self.consumed += 1;
+        match v {
+            Verdict::Counted { change: Some(_), .. } => self.changed += 1,
+            Verdict::Counted { change: None, .. } => self.unchanged += 1,
+            Verdict::Dead(_) => self.dead_lettered += 1,
+        }
+    }
 }
 
 /// Rebuilds the engine from the store's reports (the state is a set, so the
@@ -106,62 +106,30 @@ struct Rollup<'a> {
 }
 
 impl Rollup<'_> {
-    fn handle(&mut self, msg: &BorrowedMessage<'_>) {
-        let headers = msg.headers();
-        let signature = SignatureHeaders::from_headers(headers.iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value)));
-        let incoming = Incoming {
+    /// Receive → step → push: the message becomes a plain [`Record`] here,
+    /// at the loop's edge, and nothing past this point sees rdkafka.
+    fn receive(&mut self, msg: &BorrowedMessage<'_>) {
+        let headers: Vec<(&str, Option<&[u8]>)> =
+            msg.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+        let r = Record {
+            topic: msg.topic(),
             key: msg.key(),
             value: msg.payload(),
-            signature,
+            headers: &headers,
             partition: msg.partition(),
             partitions: self.partitions,
+            offset: msg.offset(),
+            timestamp_ms: msg.timestamp().to_millis(),
         };
-        self.stats.consumed += 1;
         let checks = Checks { registry: self.registry, operations: &self.operations, keyring: &self.keyring };
-        // When the record reached the topic: as-of figures and a force's
-        // last counted event then read the same after a rebuild.
-        let at = msg.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        let verdict = classify(checks, &mut self.engine, incoming);
+        let verdict = record::step(checks, &mut self.engine, &r);
         observe::verdict(&verdict);
-        match verdict {
-            Verdict::Counted { applied, changed: Some((force, event_id)) } => {
-                let e = self.engine.report(&force, &event_id).expect("a changed report is in the engine");
-                self.pending.operations.insert(e.operation.clone());
-                let act = self.pending.activity.entry((e.operation.clone(), force.clone())).or_default();
-                act.0 += i64::from(applied == Applied::New);
-                act.1 = act.1.max(at);
-                self.pending.history.push(HistoryRow {
-                    revision: e.revision,
-                    operation: e.operation.clone(),
-                    at,
-                    value: self.registry.encode(e),
-                    force,
-                    event_id,
-                });
-                self.stats.changed += 1;
-            }
-            Verdict::Counted { changed: None, .. } => self.stats.unchanged += 1,
-            Verdict::Dead { reason, detail, force, event_id, operation } => {
-                debug!(partition = msg.partition(), offset = msg.offset(), %reason, %detail, "Dead-lettering.");
-                self.pending.dead.push(DeadLetter {
-                    topic: msg.topic().to_string(),
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                    reason: reason.code().to_string(),
-                    detail,
-                    force,
-                    event_id,
-                    operation,
-                    at: msg.timestamp().to_millis(),
-                    original: dlq::original_of(msg),
-                    sent: self.send_dead_letters,
-                    replayed: false,
-                });
-                self.stats.dead_lettered += 1;
-            }
+        self.stats.count(&verdict);
+        if let Verdict::Dead(d) = &verdict {
+            debug!(partition = r.partition, offset = r.offset, reason = %d.reason, detail = %d.detail, "Dead-lettering.");
         }
-        self.pending.offsets.insert(msg.partition(), msg.offset() + 1);
-        self.pending.events += 1;
+        let at = r.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        self.pending.push(&r, verdict, at);
     }
 
     /// A heartbeat with the lag behind the topic. Failing to write one is
@@ -177,56 +145,18 @@ impl Rollup<'_> {
         observe::beat(&beat, lags.as_ref(), &self.operations);
     }
 
-    /// Dead letters first (acknowledged by Kafka), then state + offsets in one
-    /// store transaction. A failure returns an error: the process stops, and
-    /// the next start resumes from the last committed batch.
-    async fn flush(&mut self, consumer: &StreamConsumer) -> anyhow::Result<()> {
-        if self.pending.events == 0 {
+    /// The per-batch commit: dead letters first (acknowledged by Kafka),
+    /// then state + offsets in one store transaction. A failure returns an
+    /// error: the process stops, and the next start resumes from the last
+    /// committed batch.
+    async fn commit(&mut self, consumer: &StreamConsumer) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        let mut p = std::mem::take(&mut self.pending);
-        let k = &self.settings.kafka;
+        let mut batch = std::mem::take(&mut self.pending).into_batch(&self.settings.kafka.topic, &self.engine);
         if self.send_dead_letters {
-            // A broker outage must not stop the hub: keep trying, and commit
-            // nothing (so nothing is skipped) until Kafka has the dead letters.
-            // What Kafka refuses for the record's own sake stays in the store
-            // as unsent, and the partition goes on.
-            let mut backoff = Duration::from_secs(1);
-            let max_bytes = dlq::max_bytes(&k.librdkafka);
-            let refused = loop {
-                match dlq::send_all(&self.producer, &k.dlq_topic, max_bytes, &p.dead).await {
-                    Ok(refused) => break refused,
-                    Err(e) => {
-                        warn!(error = %e, retry_in_s = backoff.as_secs(), "Dead letters not acknowledged; retrying.")
-                    }
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            };
-            for d in p.dead.iter_mut().filter(|d| refused.contains(&(d.topic.clone(), d.partition, d.offset))) {
-                d.sent = false;
-            }
+            send_dead_letters(&self.producer, &self.settings.kafka, &mut batch.dead_letters).await;
         }
-        let mut batch = Batch::default();
-        let mut last: HashMap<(&str, &str), &HistoryRow> = HashMap::new();
-        for h in &p.history {
-            last.insert((&h.force, &h.event_id), h);
-        }
-        for ((force, event_id), h) in last {
-            let e = self.engine.report(force, event_id).expect("a changed report is in the engine");
-            batch.reports.push((e.clone(), h.value.clone()));
-        }
-        for op in &p.operations {
-            batch.totals.push((op.clone(), self.engine.totals(op).cloned().unwrap_or_default()));
-        }
-        batch.history = p.history;
-        batch.dead_letters = p.dead;
-        batch.offsets = p.offsets.iter().map(|(&part, &next)| (k.topic.clone(), part, next)).collect();
-        batch.activity = p
-            .activity
-            .into_iter()
-            .map(|((operation, force), (events, last_at))| Activity { operation, force, events, last_at })
-            .collect();
         batch.committed_at = chrono::Utc::now().timestamp_millis();
         let started = Instant::now();
         if let Err(e) = self.store.commit(&batch) {
@@ -235,19 +165,147 @@ impl Rollup<'_> {
         }
         metrics::histogram!("jointops_rollup_batch_commit_seconds").record(started.elapsed().as_secs_f64());
         observe::activity(&batch.activity);
-        self.committed.extend(&p.offsets);
+        self.committed.extend(batch.offsets.iter().map(|(_, part, next)| (*part, *next)));
         self.stats.batches += 1;
         if self.send_dead_letters {
-            // The group's offsets only show lag to operators; the store's are the truth.
-            let mut tpl = TopicPartitionList::new();
-            for (&part, &next) in &p.offsets {
-                tpl.add_partition_offset(&k.topic, part, Offset::Offset(next))?;
-            }
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                debug!(error = %e, "Group offset commit failed (informational only).");
-            }
+            commit_group_offsets(consumer, &batch.offsets);
         }
         Ok(())
+    }
+
+    /// The watchdog: a client that receives nothing while the topic has
+    /// more is stuck (librdkafka can stall an assigned partition after a
+    /// broker restart), so it commits and returns a fresh one from the
+    /// store's offsets.
+    async fn watchdog(&mut self, t: &mut Timers, w: &Watch<'_>) -> anyhow::Result<Option<StreamConsumer>> {
+        let topic = &self.settings.kafka.topic;
+        if t.last_record.elapsed() < t.stall || !behind(w.meta, topic, self.store.as_ref()) {
+            return Ok(None);
+        }
+        self.commit(w.consumer).await?;
+        warn!(
+            idle_s = t.last_record.elapsed().as_secs(),
+            "No records although the topic has more; reconnecting the consumer."
+        );
+        t.last_record = Instant::now();
+        Ok(Some(assigned_consumer(self.settings, self.store.as_ref(), w.partitions)?))
+    }
+
+    /// While rebuilding: once caught up and the live rollup has let go of
+    /// the store, swap the rebuilt store in. `None` once swapped.
+    async fn rebuild_swap(
+        &mut self,
+        rebuilding: Option<rebuild::Target>,
+        w: &Watch<'_>,
+    ) -> anyhow::Result<Option<rebuild::Target>> {
+        let Some(target) = rebuilding else { return Ok(None) };
+        self.commit(w.consumer).await?;
+        rebuild::try_swap(self, w.meta, target).await
+    }
+}
+
+/// A broker outage must not stop the hub: keep trying, and commit
+/// nothing (so nothing is skipped) until Kafka has the dead letters.
+/// What Kafka refuses for the record's own sake stays in the store as
+/// unsent, and the partition goes on.
+async fn send_dead_letters(producer: &FutureProducer, k: &HubKafka, dead: &mut [DeadLetter]) {
+    let mut backoff = Duration::from_secs(1);
+    let max_bytes = dlq::max_bytes(&k.librdkafka);
+    let refused = loop {
+        match dlq::send_all(producer, &k.dlq_topic, max_bytes, dead.iter()).await {
+            Ok(refused) => break refused,
+            Err(e) => warn!(error = %e, retry_in_s = backoff.as_secs(), "Dead letters not acknowledged; retrying."),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    };
+    for d in dead {
+        d.sent = !refused.contains(&(d.topic.clone(), d.partition, d.offset));
+    }
+}
+
+/// The group's offsets only show lag to operators; the store's are the truth.
+fn commit_group_offsets(consumer: &StreamConsumer, offsets: &[(String, i32, i64)]) {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, part, next) in offsets {
+        if let Err(e) = tpl.add_partition_offset(topic, *part, Offset::Offset(*next)) {
+            debug!(error = %e, "Group offset not recorded (informational only).");
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        debug!(error = %e, "Group offset commit failed (informational only).");
+    }
+}
+
+/// What the once-a-second steps look at besides the rollup.
+struct Watch<'a> {
+    meta: &'a BaseConsumer,
+    consumer: &'a StreamConsumer,
+    partitions: &'a [i32],
+}
+
+/// The consume loop's clocks.
+struct Timers {
+    batch_wait: Duration,
+    /// When the pending batch is committed even if not full.
+    commit_at: tokio::time::Instant,
+    next_second: tokio::time::Instant,
+    beat_at: Instant,
+    stall: Duration,
+    last_record: Instant,
+}
+
+impl Timers {
+    fn new(settings: &HubSettings) -> Self {
+        let batch_wait = Duration::from_millis(settings.rollup.batch_ms);
+        let now = tokio::time::Instant::now();
+        Timers {
+            batch_wait,
+            commit_at: now + batch_wait,
+            next_second: now + Duration::from_secs(1),
+            beat_at: Instant::now() + heartbeat::EVERY,
+            stall: Duration::from_secs(settings.rollup.stall_seconds),
+            last_record: Instant::now(),
+        }
+    }
+
+    /// A record arrived; the first of a batch starts its clock.
+    fn received(&mut self, first_of_batch: bool) {
+        self.last_record = Instant::now();
+        if first_of_batch {
+            self.commit_at = tokio::time::Instant::now() + self.batch_wait;
+        }
+    }
+
+    fn beat_due(&mut self) -> bool {
+        let due = Instant::now() >= self.beat_at;
+        if due {
+            self.beat_at = Instant::now() + heartbeat::EVERY;
+        }
+        due
+    }
+}
+
+/// The progress line every ten seconds, when anything was consumed.
+struct Progress {
+    last_log: Instant,
+    logged: u64,
+}
+
+impl Progress {
+    fn log(&mut self, r: &Rollup<'_>) {
+        if self.last_log.elapsed() < Duration::from_secs(10) || r.stats.consumed <= self.logged {
+            return;
+        }
+        let rate = (r.stats.consumed - self.logged) as f64 / self.last_log.elapsed().as_secs_f64();
+        info!(
+            consumed = r.stats.consumed,
+            rate_per_s = rate as u64,
+            reports = r.engine.report_count(),
+            "Rollup progress."
+        );
+        self.last_log = Instant::now();
+        self.logged = r.stats.consumed;
     }
 }
 
@@ -306,16 +364,17 @@ pub async fn run_rebuild(settings: &HubSettings, shutdown: impl Future<Output = 
     consume(settings, Box::new(store), Some(target), shutdown).await
 }
 
-async fn consume(
-    settings: &HubSettings,
+/// Start-up: the store's writer lock (unless rebuilding beside it), the
+/// engine from the store, the topics, and a consumer at the store's offsets.
+async fn start<'a>(
+    settings: &'a HubSettings,
     store: Box<dyn Store + Send>,
-    mut rebuilding: Option<rebuild::Target>,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<Stats> {
+    rebuilding: bool,
+) -> anyhow::Result<(Rollup<'a>, BaseConsumer, Vec<i32>, StreamConsumer)> {
     let k = &settings.kafka;
-    let lock = match &rebuilding {
-        Some(_) => None,
-        None => Some(try_lock(&settings.store.path)?.ok_or_else(|| {
+    let lock = match rebuilding {
+        true => None,
+        false => Some(try_lock(&settings.store.path)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "another rollup is writing {} (it holds {})",
                 settings.store.path.display(),
@@ -351,17 +410,17 @@ async fn consume(
     }
     let meta: BaseConsumer = base.create()?;
     let partitions = kafka::partitions(&meta, &k.topic)?;
-    let mut consumer = assigned_consumer(settings, store.as_ref(), &partitions)?;
+    let consumer = assigned_consumer(settings, store.as_ref(), &partitions)?;
     info!(
         topic = %k.topic,
         partitions = partitions.len(),
-        rebuild = rebuilding.is_some(),
+        rebuild = rebuilding,
         keys = keyring.len(),
         require_signatures = keyring.require_signatures(),
         "Rollup consuming."
     );
-
-    let mut r = Rollup {
+    let committed = store.offsets(&k.topic)?;
+    let r = Rollup {
         settings,
         registry,
         operations,
@@ -372,37 +431,40 @@ async fn consume(
         producer: kafka::client_config(&k.bootstrap, kafka::PRODUCER_DEFAULTS, &k.librdkafka).create()?,
         pending: Pending::default(),
         stats: Stats::default(),
-        send_dead_letters: rebuilding.is_none(),
+        send_dead_letters: !rebuilding,
         lock,
-        committed: BTreeMap::new(),
+        committed,
         ends: heartbeat::Ends::watch(settings)?,
     };
-    r.committed = r.store.offsets(&k.topic)?;
     observe::start(settings, partitions.len(), &r.operations);
+    Ok((r, meta, partitions, consumer))
+}
+
+/// The consume loop: it only moves records into batches and calls the
+/// named steps (commit, heartbeat, watchdog, rebuild swap).
+async fn consume(
+    settings: &HubSettings,
+    store: Box<dyn Store + Send>,
+    mut rebuilding: Option<rebuild::Target>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Stats> {
+    let started = Instant::now();
+    let (mut r, meta, partitions, mut consumer) = start(settings, store, rebuilding.is_some()).await?;
     r.beat();
-    let mut beat_at = Instant::now() + heartbeat::EVERY;
-    let batch_wait = Duration::from_millis(settings.rollup.batch_ms);
-    let mut flush_at = tokio::time::Instant::now() + batch_wait;
-    let mut next_check = tokio::time::Instant::now() + Duration::from_secs(1);
-    let stall = Duration::from_secs(settings.rollup.stall_seconds);
-    let mut last_record = Instant::now();
-    let mut last_log = Instant::now();
-    let mut logged = 0u64;
+    let mut t = Timers::new(settings);
+    let mut progress = Progress { last_log: Instant::now(), logged: 0 };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep_until(flush_at), if r.pending.events > 0 => r.flush(&consumer).await?,
+            _ = tokio::time::sleep_until(t.commit_at), if !r.pending.is_empty() => r.commit(&consumer).await?,
             received = consumer.recv() => match received {
                 Ok(msg) => {
-                    last_record = Instant::now();
-                    if r.pending.events == 0 {
-                        flush_at = tokio::time::Instant::now() + batch_wait;
-                    }
-                    r.handle(&msg);
-                    if r.pending.events >= settings.rollup.batch_size {
-                        r.flush(&consumer).await?;
+                    t.received(r.pending.is_empty());
+                    r.receive(&msg);
+                    if r.pending.len() >= settings.rollup.batch_size {
+                        r.commit(&consumer).await?;
                     }
                 }
                 // librdkafka retries broker errors itself; the assignment and
@@ -412,42 +474,22 @@ async fn consume(
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             },
-            _ = tokio::time::sleep_until(next_check) => {
-                next_check = tokio::time::Instant::now() + Duration::from_secs(1);
-                if Instant::now() >= beat_at {
+            _ = tokio::time::sleep_until(t.next_second) => {
+                t.next_second = tokio::time::Instant::now() + Duration::from_secs(1);
+                if t.beat_due() {
                     r.beat();
-                    beat_at = Instant::now() + heartbeat::EVERY;
                 }
-                // A client that receives nothing while the topic has more is
-                // stuck (librdkafka can stall an assigned partition after a
-                // broker restart): start a fresh one from the store's offsets.
-                if last_record.elapsed() >= stall && behind(&meta, &k.topic, r.store.as_ref()) {
-                    r.flush(&consumer).await?;
-                    warn!(idle_s = last_record.elapsed().as_secs(), "No records although the topic has more; reconnecting the consumer.");
-                    consumer = assigned_consumer(settings, r.store.as_ref(), &partitions)?;
-                    last_record = Instant::now();
-                }
-                // While rebuilding: once caught up and the live rollup has let
-                // go of the store, swap the rebuilt store in.
-                if let Some(target) = rebuilding.take() {
-                    r.flush(&consumer).await?;
-                    rebuilding = rebuild::try_swap(&mut r, &meta, target).await?;
+                let w = Watch { meta: &meta, consumer: &consumer, partitions: &partitions };
+                let fresh = r.watchdog(&mut t, &w).await?;
+                rebuilding = r.rebuild_swap(rebuilding, &w).await?;
+                if let Some(fresh) = fresh {
+                    consumer = fresh;
                 }
             }
         }
-        if last_log.elapsed() >= Duration::from_secs(10) && r.stats.consumed > logged {
-            let rate = (r.stats.consumed - logged) as f64 / last_log.elapsed().as_secs_f64();
-            info!(
-                consumed = r.stats.consumed,
-                rate_per_s = rate as u64,
-                reports = r.engine.report_count(),
-                "Rollup progress."
-            );
-            last_log = Instant::now();
-            logged = r.stats.consumed;
-        }
+        progress.log(&r);
     }
-    r.flush(&consumer).await?;
+    r.commit(&consumer).await?;
     let stats = r.stats;
     // Dropping the store is enough: SQLite keeps its WAL consistent, and
     // readers (the API) may still have it open.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use metrics::{counter, gauge};
 
-use super::classify::Verdict;
+use super::record::Verdict;
 use crate::config::HubSettings;
 use crate::domain::{Applied, Operations};
 use crate::store::{Activity, Heartbeat, SqliteStore, TotalsReader};
@@ -46,8 +46,8 @@ pub fn verdict(v: &Verdict) {
             };
             counter!("jointops_rollup_events_total", "result" => result).increment(1);
         }
-        Verdict::Dead { reason, .. } => {
-            counter!("jointops_rollup_dead_letters_total", "reason" => reason.code()).increment(1);
+        Verdict::Dead(d) => {
+            counter!("jointops_rollup_dead_letters_total", "reason" => d.reason.code()).increment(1);
         }
     }
 }

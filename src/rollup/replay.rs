@@ -10,13 +10,13 @@ use serde::Serialize;
 
 use rdkafka::consumer::BaseConsumer;
 
-use super::classify::{self, Checks, Incoming};
+use super::record::{self, Checks, Record};
 use crate::codec::Registry;
 use crate::config::HubSettings;
 use crate::domain::{partition_for, Operations, Reason};
 use crate::kafka;
 use crate::store::{DeadLetter, DeadLetterLog, Position, SqliteStore};
-use crate::trust::{Keyring, SignatureHeaders};
+use crate::trust::Keyring;
 
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct ReplayOutcome {
@@ -51,16 +51,19 @@ fn check(now: &Current, d: &DeadLetter) -> Result<(), (Reason, String)> {
         return Err((r, "refused by a counting rule, not by configuration".into()));
     }
     let o = &d.original;
-    let signature = SignatureHeaders::from_headers(o.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
-    let incoming = Incoming {
+    let headers: Vec<(&str, Option<&[u8]>)> = o.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+    let r = Record {
+        topic: &d.topic,
         key: o.key.as_deref(),
         value: o.value.as_deref(),
-        signature,
+        headers: &headers,
         partition: home(d, now.partitions).unwrap_or(0),
         partitions: now.partitions,
+        offset: d.offset,
+        timestamp_ms: d.at,
     };
     let checks = Checks { registry: Registry::builtin(), operations: &now.operations, keyring: &now.keyring };
-    classify::check(checks, incoming).map(|_| ()).map_err(|d| (d.reason, d.detail))
+    record::check(checks, &r).map(|_| ()).map_err(|d| (d.reason, d.detail))
 }
 
 /// The input topic's partition count, from the broker.

@@ -157,11 +157,21 @@ pub struct HistoryRow {
     pub value: Vec<u8>,
 }
 
+/// A report's new state, as a batch writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRow {
+    pub event: OutcomeEvent,
+    /// Its identity key (§3), built once when the record was checked.
+    pub identity: String,
+    /// Its single-object encoding.
+    pub value: Vec<u8>,
+}
+
 /// Everything one batch changes, committed atomically.
 #[derive(Default, Debug)]
 pub struct Batch {
-    /// Reports whose state changed: the event and its single-object encoding.
-    pub reports: Vec<(OutcomeEvent, Vec<u8>)>,
+    /// Reports whose state changed, each once, with its latest state.
+    pub reports: Vec<ReportRow>,
     /// Every revision applied in the batch, in order.
     pub history: Vec<HistoryRow>,
     /// The full totals of every operation the batch touched.

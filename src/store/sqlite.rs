@@ -6,8 +6,8 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 
 use super::{
-    Activity, Batch, DeadLetter, DeadLetterLog, DeadLetterQuery, Heartbeat, Original, Position, RollupStatus, Store,
-    StoreError, Tally, TotalsReader,
+    Activity, Batch, DeadLetter, DeadLetterLog, DeadLetterQuery, Heartbeat, Original, Position, ReportRow,
+    RollupStatus, Store, StoreError, Tally, TotalsReader,
 };
 use crate::domain::engine::Day;
 use crate::domain::{OperationTotals, Totals};
@@ -138,9 +138,8 @@ impl Store for SqliteStore {
                      ON CONFLICT (force, event_id) DO UPDATE SET revision = excluded.revision, value = excluded.value",
                 )
                 .map_err(err)?;
-            for (e, value) in &batch.reports {
-                put.execute(params![e.force, e.event_id, e.revision, e.operation, e.identity_key(), value])
-                    .map_err(err)?;
+            for ReportRow { event: e, identity, value } in &batch.reports {
+                put.execute(params![e.force, e.event_id, e.revision, e.operation, identity, value]).map_err(err)?;
             }
             let mut hist = tx
                 .prepare_cached(

@@ -1,21 +1,45 @@
-//! What becomes of one consumed record: counted, or dead-lettered with a
-//! reason. No Kafka types here, so every path is testable without a broker.
-//! [`check`] is the record's own checks (the live rollup and `dlq replay`
-//! share them); [`classify`] adds the engine's counting rules.
+//! The record step: what becomes of one consumed record, counted or
+//! dead-lettered with a reason. A [`Record`] is plain data (no Kafka or store
+//! types), so every path is testable without a broker. [`check`] is the
+//! record's own checks (the live rollup and `dlq replay` share them);
+//! [`step`] adds the engine's counting rules and is all the consume loop
+//! asks of a record.
 
 use crate::codec::Registry;
 use crate::domain::{partition_for, Applied, Engine, Operations, OutcomeEvent, Reason};
 use crate::trust::{Keyring, SignatureHeaders};
 
-/// Where a record came from, and what it carries.
+/// A record as it was read, borrowed from wherever it came from (a Kafka
+/// message, a stored dead letter).
 #[derive(Clone, Copy, Debug)]
-pub struct Incoming<'a> {
+pub struct Record<'a> {
+    pub topic: &'a str,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    pub signature: SignatureHeaders<'a>,
+    /// Every header, in order: the signature headers are picked from them,
+    /// and a dead letter keeps them all.
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
     /// The partition it was read from, of how many the topic has.
     pub partition: i32,
     pub partitions: i32,
+    pub offset: i64,
+    /// When it reached the topic (ms), if the broker said.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A record of nothing on partition 0 of 1, for tests to fill in.
+#[cfg(test)]
+pub(crate) fn record() -> Record<'static> {
+    Record {
+        topic: "in",
+        key: None,
+        value: None,
+        headers: &[],
+        partition: 0,
+        partitions: 1,
+        offset: 0,
+        timestamp_ms: None,
+    }
 }
 
 /// What the checks hold a record against: the hub's configuration.
@@ -26,23 +50,36 @@ pub struct Checks<'a> {
     pub keyring: &'a Keyring,
 }
 
+/// A record that passed [`check`]: the event and its identity key, built
+/// once here and handed on to the engine and the store.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Checked {
+    pub event: OutcomeEvent,
+    pub identity: String,
+}
+
+/// A report whose state a record changed: everything the batch persists,
+/// so that nobody asks the engine for it again.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The report's new state.
+    pub event: OutcomeEvent,
+    pub identity: String,
+    /// Its single-object encoding (current schema), as the store keeps it.
+    pub value: Vec<u8>,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Valid and given to the engine; `Some` when the report's state changed.
     Counted {
         applied: Applied,
-        changed: Option<(String, String)>,
+        change: Option<Change>,
     },
-    Dead {
-        reason: Reason,
-        detail: String,
-        force: Option<String>,
-        event_id: Option<String>,
-        operation: Option<String>,
-    },
+    Dead(Dead),
 }
 
-/// A record refused by [`check`].
+/// A record refused by [`check`] or by the counting rules.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Dead {
     pub reason: Reason,
@@ -64,65 +101,59 @@ fn dead(reason: Reason, detail: String, event: Option<&OutcomeEvent>) -> Dead {
 
 /// A keyed record on another partition than its key's (§3). Keyless or
 /// empty-keyed records have no partition of their own: they fail on the key.
-fn wrong_partition(msg: &Incoming<'_>) -> Option<String> {
-    let key = msg.key.filter(|k| !k.is_empty())?;
-    let home = partition_for(key, msg.partitions);
-    (home != msg.partition)
-        .then(|| format!("on partition {} of {}, the key's partition is {home}", msg.partition, msg.partitions))
+fn wrong_partition(r: &Record<'_>) -> Option<String> {
+    let key = r.key.filter(|k| !k.is_empty())?;
+    let home = partition_for(key, r.partitions);
+    (home != r.partition)
+        .then(|| format!("on partition {} of {}, the key's partition is {home}", r.partition, r.partitions))
 }
 
 /// Partition (§3) → signature on the raw bytes (§7) → decode → the key's
 /// force and window (§7) → validate (§2) → identity key (§3) → the hub's
 /// operations (R6). Nothing unauthenticated is decoded.
-pub fn check(c: Checks<'_>, msg: Incoming<'_>) -> Result<OutcomeEvent, Dead> {
-    if let Some(detail) = wrong_partition(&msg) {
+pub fn check(c: Checks<'_>, r: &Record<'_>) -> Result<Checked, Dead> {
+    if let Some(detail) = wrong_partition(r) {
         return Err(dead(Reason::WrongPartition, detail, None));
     }
-    let value = msg.value.unwrap_or_default();
-    let verified = c
-        .keyring
-        .verify(msg.signature, msg.key.unwrap_or_default(), value)
-        .map_err(|r| dead(r.reason, r.detail, None))?;
+    let value = r.value.unwrap_or_default();
+    let signature = SignatureHeaders::from_headers(r.headers.iter().copied());
+    let verified =
+        c.keyring.verify(signature, r.key.unwrap_or_default(), value).map_err(|e| dead(e.reason, e.detail, None))?;
     let event = c.registry.decode(value).map_err(|e| dead(e.reason(), e.to_string(), None))?;
     if let Some(v) = verified {
-        Keyring::bind(v, &event.force, event.reported_at).map_err(|r| dead(r.reason, r.detail, Some(&event)))?;
+        Keyring::bind(v, &event.force, event.reported_at).map_err(|e| dead(e.reason, e.detail, Some(&event)))?;
     }
     if let Err(e) = event.validate() {
         return Err(dead(Reason::Invalid, e.to_string(), Some(&event)));
     }
-    let expected = event.identity_key();
-    if msg.key != Some(expected.as_bytes()) {
-        let got = match msg.key {
+    let identity = event.identity_key();
+    if r.key != Some(identity.as_bytes()) {
+        let got = match r.key {
             None => "no key".to_string(),
             Some(k) => format!("key {:?}", String::from_utf8_lossy(&k[..k.len().min(200)])),
         };
-        return Err(dead(Reason::KeyMismatch, format!("{got}, the identity key is {expected:?}"), Some(&event)));
+        return Err(dead(Reason::KeyMismatch, format!("{got}, the identity key is {identity:?}"), Some(&event)));
     }
     if let Err((reason, detail)) = c.operations.check(&event) {
         return Err(dead(reason, detail, Some(&event)));
     }
-    Ok(event)
+    Ok(Checked { event, identity })
 }
 
-/// [`check`], then the engine (R1–R5).
-pub fn classify(c: Checks<'_>, engine: &mut Engine, msg: Incoming<'_>) -> Verdict {
-    let event = match check(c, msg) {
-        Ok(e) => e,
-        Err(d) => {
-            let Dead { reason, detail, force, event_id, operation } = d;
-            return Verdict::Dead { reason, detail, force, event_id, operation };
-        }
+/// The record step: [`check`], then the engine (R1–R5). A changed report
+/// comes back with its encoding, ready for the batch.
+pub fn step(c: Checks<'_>, engine: &mut Engine, r: &Record<'_>) -> Verdict {
+    let Checked { event, identity } = match check(c, r) {
+        Ok(checked) => checked,
+        Err(d) => return Verdict::Dead(d),
     };
-    let (force, event_id, operation) = (event.force.clone(), event.event_id.clone(), event.operation.clone());
-    match engine.apply(event) {
-        Ok(applied) => Verdict::Counted { applied, changed: applied.changed().then_some((force, event_id)) },
-        Err(refused) => Verdict::Dead {
-            reason: refused.reason(),
-            detail: refused.to_string(),
-            force: Some(force),
-            event_id: Some(event_id),
-            operation: Some(operation),
-        },
+    match engine.apply_keyed(&event, &identity) {
+        Ok(applied) if applied.changed() => {
+            let value = c.registry.encode(&event);
+            Verdict::Counted { applied, change: Some(Change { event, identity, value }) }
+        }
+        Ok(applied) => Verdict::Counted { applied, change: None },
+        Err(refused) => Verdict::Dead(dead(refused.reason(), refused.to_string(), Some(&event))),
     }
 }
 
@@ -162,8 +193,7 @@ mod tests {
     fn raw(engine: &mut Engine, key: Option<&[u8]>, value: Option<&[u8]>) -> Verdict {
         let ring = Keyring::default();
         let c = Checks { registry: Registry::builtin(), operations: &ops(), keyring: &ring };
-        let msg = Incoming { key, value, signature: Default::default(), partition: 0, partitions: 1 };
-        classify(c, engine, msg)
+        step(c, engine, &Record { key, value, ..record() })
     }
 
     fn run(e: &OutcomeEvent, key: Option<&str>, engine: &mut Engine) -> Verdict {
@@ -173,7 +203,7 @@ mod tests {
 
     fn reason(v: Verdict) -> Option<Reason> {
         match v {
-            Verdict::Dead { reason, .. } => Some(reason),
+            Verdict::Dead(d) => Some(d.reason),
             Verdict::Counted { .. } => None,
         }
     }
@@ -212,6 +242,28 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_report_comes_back_with_its_identity_and_encoding_and_a_repeat_with_nothing() {
+        let mut engine = Engine::new();
+        let e = ev();
+        let key = e.identity_key();
+        match run(&e, Some(&key), &mut engine) {
+            Verdict::Counted { applied: Applied::New, change: Some(c) } => {
+                assert_eq!((&c.event, &c.identity), (&e, &key));
+                assert_eq!(Registry::builtin().decode(&c.value).unwrap(), e);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(run(&e, Some(&key), &mut engine), Verdict::Counted { applied: Applied::Duplicate, change: None });
+        let mut next = ev();
+        next.revision = 2;
+        match run(&next, Some(&key), &mut engine) {
+            Verdict::Counted { applied: Applied::Revised, change: Some(c) } => assert_eq!(c.event, next),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(engine.report("MPS", "e1"), Some(&next), "the engine holds what the step handed on");
+    }
+
+    #[test]
     fn an_event_that_would_overflow_a_total_is_dead_lettered_as_invalid_naming_the_figure() {
         let mut engine = Engine::new();
         let mut near = crate::domain::OperationTotals::default();
@@ -220,9 +272,9 @@ mod tests {
         let mut big = ev();
         big.outcome = Outcome::Engagement { people: 2 };
         match run(&big, Some(&big.identity_key()), &mut engine) {
-            Verdict::Dead { reason, detail, force, .. } => {
-                assert_eq!((reason, force.as_deref()), (Reason::Invalid, Some("MPS")));
-                assert!(detail.contains("people_engaged"), "{detail}");
+            Verdict::Dead(d) => {
+                assert_eq!((d.reason, d.force.as_deref()), (Reason::Invalid, Some("MPS")));
+                assert!(d.detail.contains("people_engaged"), "{}", d.detail);
             }
             other => panic!("{other:?}"),
         }
@@ -275,7 +327,7 @@ mod tests {
 mod trust_tests {
     use super::*;
     use crate::domain::{ArrestOffence, Operation, Outcome};
-    use crate::trust::{sign, KeyEntry};
+    use crate::trust::{sign, KeyEntry, KEY_ID_HEADER, SIGNATURE_HEADER};
     use ed25519_dalek::SigningKey;
 
     const T: i64 = 1_696_900_000_000;
@@ -327,23 +379,21 @@ mod trust_tests {
     /// `signer` (seed, id) unless `None`.
     fn go(ring: &Keyring, key: &[u8], value: &[u8], signer: Option<(u8, &str)>, partition: Option<i32>) -> Verdict {
         let sig = signer.map(|(seed, _)| sign(&self::key(seed), key, value));
-        let signature = SignatureHeaders {
-            key_id: signer.map(|(_, id)| id.as_bytes()),
-            signature: sig.as_ref().map(|s| &s[..]),
-            repeated: false,
+        let headers: Vec<(&str, Option<&[u8]>)> = match (signer, &sig) {
+            (Some((_, id)), Some(sig)) => {
+                vec![(KEY_ID_HEADER, Some(id.as_bytes())), (SIGNATURE_HEADER, Some(&sig[..]))]
+            }
+            _ => Vec::new(),
         };
         let partition = partition.unwrap_or_else(|| partition_for(key, 6));
         let c = Checks { registry: Registry::builtin(), operations: &ops(), keyring: ring };
-        classify(
-            c,
-            &mut Engine::new(),
-            Incoming { key: Some(key), value: Some(value), signature, partition, partitions: 6 },
-        )
+        let r = Record { key: Some(key), value: Some(value), headers: &headers, partition, partitions: 6, ..record() };
+        step(c, &mut Engine::new(), &r)
     }
 
     fn said(v: Verdict) -> (Option<Reason>, String) {
         match v {
-            Verdict::Dead { reason, detail, .. } => (Some(reason), detail),
+            Verdict::Dead(d) => (Some(d.reason), d.detail),
             Verdict::Counted { .. } => (None, String::new()),
         }
     }
