@@ -163,6 +163,7 @@ async fn the_dashboard_tells_coordinators_and_liaisons_the_truth() {
         "no_data_force": "WMP",
         "silent_force": "GMP",
         "refused": {"force": "KENT", "ids": ["KENT-DL-UNKNOWN", "KENT-DL-EARLY"], "other_liaison": "essex"},
+        "reason": WELSH_REASON,
     });
     let mut browser = Harness::start(root, &config);
     let ready = browser.expect("READY ", Duration::from_secs(300)).await;
@@ -217,4 +218,11 @@ async fn the_dashboard_tells_coordinators_and_liaisons_the_truth() {
         assert!(shots.join(shot).exists(), "no screenshot {shot}");
     }
     api.stop().await;
+    // The reason typed in the page is in the access log as typed.
+    use jointops::store::AccessStore;
+    let log = records(&hub).access_log(0).unwrap();
+    assert!(log.iter().any(|a| a.justification.as_deref() == Some(WELSH_REASON)), "the Welsh reason is not in the log");
 }
+
+/// A reason for viewing beyond Latin-1, as a Welsh force would type it.
+const WELSH_REASON: &str = "Datganiad i’r wasg – ymgyrch Dŵr";

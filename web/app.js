@@ -73,9 +73,12 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
   }
 
   function justification() {
-    // A header value must be printable Latin-1 on one line.
-    const typed = (el.reason.value || '').replace(/[^\x20-\x7e]/g, ' ').replace(/\s+/g, ' ').trim();
-    return typed.slice(0, 200) || 'dashboard';
+    // One line; a header value must be Latin-1, so text beyond ASCII (a
+    // reason in Welsh) goes percent-encoded as UTF-8 (RFC 8187), which the
+    // hub decodes and keeps as typed.
+    const typed = (el.reason.value || '').replace(/[\u0000-\u001f\u007f]/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 200);
+    if (!typed) return 'dashboard';
+    return /^[\x20-\x7e]*$/.test(typed) ? typed : "utf-8''" + encodeURIComponent(typed);
   }
 
   // ------------------------------------------------------------------ HTTP

@@ -54,8 +54,11 @@ async function operationForces() {
 }
 
 // Opens the page with `token` and waits until it agrees with the API.
-async function load(label, token, viewport, phone, forces) {
+async function load(label, token, viewport, phone, forces, reason) {
   const p = await openPage(label, viewport, phone);
+  // A reason for viewing typed earlier in this tab (the page keeps it in
+  // sessionStorage): every request then carries it.
+  if (reason) await p.addInitScript((r) => sessionStorage.setItem('jointops.reason', r), reason);
   const t0 = Date.now();
   await p.goto(url(token), { waitUntil: 'load', timeout: 20_000 });
   const doc = await waitForTruth(p, label, api, token, 'totals', forces);
@@ -65,7 +68,10 @@ async function load(label, token, viewport, phone, forces) {
 }
 
 async function coordinatorLaptop(forces) {
-  const { p, doc } = await load('coordinator', T.coordinator, LAPTOP, false, forces);
+  // A reason in Welsh: the hub's access log must keep it as typed
+  // (tests/dashboard.rs reads it there).
+  const { p, doc } = await load('coordinator', T.coordinator, LAPTOP, false, forces, cfg.reason);
+  must((await p.inputValue('#reason')) === cfg.reason, 'coordinator: the reason for viewing is not shown as typed');
   await checkFreshness(p, 'coordinator');
   await checkForceStatus(p, 'coordinator', api, T.coordinator, cfg);
   await checkA11y(p, 'coordinator');
