@@ -1,16 +1,16 @@
 // jointops dashboard: joint operation totals, live, with the hub's freshness.
 // ES modules, no build step, no external resources (CSP default-src 'self').
-// The server serves exactly app.js, format.js and charts.js, so the page's
-// code lives in these three: data flow and wiring here, text in format.js,
-// drawing (charts and tables) in charts.js.
+// State, rendering and wiring here; the live data flow (stream, polling,
+// freshness) in live.js; text in format.js; drawing (charts and tables) in
+// charts.js.
 import {
-  BACKOFF_MAX_MS, BACKOFF_MIN_MS, DISPLAY_ZONE, HttpError, MEASURES, POLL_MS, STREAM_IDLE_MS, TIMELINE_GAP_MS,
-  dataAgeWords, formatMeasure, groupDigits, intStr, liaisonWords, localToRfc3339, makeClient, opPath, parseExact,
-  parseFragment, query, rollupWords, sseParser, toLocalInput, when,
+  DISPLAY_ZONE, HttpError, MEASURES, POLL_MS, TIMELINE_GAP_MS, dataAgeWords, formatMeasure, groupDigits, intStr,
+  liaisonWords, localToRfc3339, makeClient, opPath, parseFragment, query, rollupWords, toLocalInput, when,
 } from './format.js';
 import {
   dayOf, drawDayChart, drawForceChart, h, lastDayOf, makeTools, renderForceStatus, renderOwnForce,
 } from './charts.js';
+import { makeLive } from './live.js';
 
 window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
 
@@ -104,6 +104,13 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
 
   // Hoisted functions only: the tools call back into them later.
   const tools = makeTools({ el, state, client, authFailed: (e) => authFailed(e), isLiaison, currentOp, momentFrom: (i) => momentFrom(i) });
+  // Function declarations below are hoisted: the live flow may call them.
+  const live = makeLive({
+    state, getJson, headers, applyTotals: (d, g) => applyTotals(d, g), applyStatus: (d) => applyStatus(d),
+    renderFreshness: () => renderFreshness(), setLive: (k, t) => setLive(k, t), connectedWords: () => connectedWords(),
+    handleHttpError: (e) => handleHttpError(e), authFailed: (e) => authFailed(e), connectionLost: () => connectionLost(),
+  });
+  const { startStatus, startPolling, stopPolling, streamLoop } = live;
 
   // ------------------------------------------------------------- messages
 
@@ -173,36 +180,6 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     const missing = state.statusMissing ? 'not reported by this hub' : 'not known yet';
     setFresh(el.rollup, el.rollupText, ...(st ? rollupWords(st.rollup || {}) : ['unknown', missing]));
     setFresh(el.dataAge, el.dataAgeText, ...(st ? dataAgeWords(st) : ['unknown', missing]));
-  }
-
-  // Polls the operation's status every POLL_MS: a stopped rollup shows
-  // within the API's stale_after_ms plus one poll. On a hub without the
-  // operation's status, falls back to the hub's; without either, says so.
-  function startStatus(gen) {
-    const tick = async () => {
-      if (gen !== state.gen) return;
-      if (state.live && Date.now() - state.statusAt < 3 * POLL_MS) {
-        renderFreshness();
-        state.statusTimer = setTimeout(tick, POLL_MS);
-        return;
-      }
-      let doc = null;
-      try {
-        doc = await getJson(opPath(state.opId, 'status'));
-      } catch (err) {
-        if (gen !== state.gen) return;
-        if (authFailed(err)) return;
-        if (err instanceof HttpError && err.status === 404) {
-          doc = await getJson('/api/v1/status').catch(() => null);
-          state.statusMissing = !doc;
-        } else if (!(err instanceof HttpError)) connectionLost();
-      }
-      if (gen !== state.gen) return;
-      if (doc) applyStatus(doc);
-      renderFreshness();
-      state.statusTimer = setTimeout(tick, POLL_MS);
-    };
-    state.statusTimer = setTimeout(tick, 0);
   }
 
   function applyStatus(doc) {
@@ -357,37 +334,6 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
     return new Promise((r) => setTimeout(r, ms));
   }
 
-  // Polling /totals every POLL_MS while the stream is down.
-  function startPolling(gen) {
-    if (state.pollTimer !== null || gen !== state.gen) return;
-    const tick = async () => {
-      if (gen !== state.gen || state.live) {
-        state.pollTimer = null;
-        return;
-      }
-      try {
-        const doc = await getJson(opPath(state.opId, 'totals'));
-        // A poll that lands after the stream came back is stale: drop it.
-        if (gen === state.gen && !state.live) {
-          applyTotals(doc, gen);
-          // The stream normally answers first; say so only once it is late.
-          if (state.streamDown || Date.now() - state.startedAt > 5000) setLive('poll', connectedWords());
-        }
-      } catch (err) {
-        if (gen !== state.gen) return;
-        if (handleHttpError(err)) return;
-        connectionLost();
-      }
-      if (gen === state.gen && !state.live) state.pollTimer = setTimeout(tick, POLL_MS);
-      else state.pollTimer = null;
-    };
-    state.pollTimer = setTimeout(tick, 0);
-  }
-  function stopPolling() {
-    if (state.pollTimer !== null) clearTimeout(state.pollTimer);
-    state.pollTimer = null;
-  }
-
   // Figures as of a moment: read once (they cannot change), no stream.
   async function loadAsOf(gen) {
     const q = query({ as_of: state.asOf });
@@ -410,78 +356,6 @@ window.__jointopsLoads = (window.__jointopsLoads || 0) + 1;
       if (gen === state.gen) loadAsOf(gen);
     }
   }
-  // Server-sent events over fetch (EventSource cannot send Authorization).
-  async function streamLoop(gen) {
-    let backoff = BACKOFF_MIN_MS;
-    while (gen === state.gen) {
-      const ctrl = new AbortController();
-      state.streamCtrl = ctrl;
-      let idleTimer = null;
-      const kick = () => {
-        clearTimeout(idleTimer);
-        idleTimer = setTimeout(() => ctrl.abort(), STREAM_IDLE_MS);
-      };
-      try {
-        kick();
-        const res = await fetch(opPath(state.opId, 'stream'), {
-          headers: headers({ Accept: 'text/event-stream' }),
-          cache: 'no-store',
-          signal: ctrl.signal,
-        });
-        if (!res.ok) throw new HttpError(res.status);
-        if (!res.body) throw new Error('no body');
-        const reader = res.body.getReader();
-        const decoder = new TextDecoder();
-        let gotEvent = false;
-        const feed = sseParser((name, data) => {
-          if (gen !== state.gen) return;
-          if (name === 'status') {
-            // The stream carries the status every 2 s: no poll (and no
-            // access-log entry) needed while it flows.
-            state.statusAt = Date.now();
-            applyStatus(parseExact(data));
-            renderFreshness();
-            return;
-          }
-          if (name !== 'totals') return;
-          const doc = parseExact(data);
-          if (!state.live) {
-            state.live = true;
-            stopPolling();
-            setLive('on', connectedWords());
-          }
-          gotEvent = true;
-          backoff = BACKOFF_MIN_MS;
-          applyTotals(doc, gen);
-        });
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (gen !== state.gen) {
-            ctrl.abort();
-            return;
-          }
-          if (done) break;
-          kick();
-          feed(decoder.decode(value, { stream: true }));
-        }
-        if (!gotEvent) throw new Error('stream closed before any event');
-        throw new Error('stream closed');
-      } catch (err) {
-        if (gen !== state.gen) return;
-        if (handleHttpError(err)) return;
-      } finally {
-        clearTimeout(idleTimer);
-      }
-      // Down: poll meanwhile, and try the stream again after a backoff.
-      state.live = false;
-      state.streamDown = true;
-      setLive('poll', connectedWords());
-      startPolling(gen);
-      await sleep(backoff);
-      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
-    }
-  }
-
   function stopAll() {
     state.gen += 1;
     if (state.streamCtrl) state.streamCtrl.abort();

@@ -1,8 +1,7 @@
 // jointops dashboard: the charts, drawn as inline SVG (by force, with each
 // force's joint credit hatched; by day), each with a table of the same
 // figures (for screen readers, and for values that do not fit on a bar).
-// Below them, the page's other tables and the figures for publication: all
-// the drawing is here (the server serves just app.js, format.js, charts.js).
+// Below them, the page's other tables and the figures for publication.
 import {
   HttpError, LABEL, MEASURES, approx, compactStamp, dispositionName, formatMeasure, formatWithUnit, intStr, opPath,
   pressLines, provisionalStatement, query, when,

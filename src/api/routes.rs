@@ -27,6 +27,7 @@ const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const FORMAT_JS: &str = include_str!("../../web/format.js");
 const CHARTS_JS: &str = include_str!("../../web/charts.js");
+const LIVE_JS: &str = include_str!("../../web/live.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
 const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 
@@ -36,6 +37,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }))
         .route("/format.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], FORMAT_JS) }))
         .route("/charts.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CHARTS_JS) }))
+        .route("/live.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], LIVE_JS) }))
         .route("/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(crate::telemetry::metrics::metrics_answer))
