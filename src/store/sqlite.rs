@@ -349,8 +349,11 @@ impl SqliteStore {
         f: &mut dyn FnMut(DeadLetter) -> bool,
     ) -> Result<(), StoreError> {
         let original = if originals { "original" } else { "x''" };
+        // A store an older rollup made, read before a newer one migrated it
+        // (`dlq list` right after an upgrade), has no operation or time.
+        let named = if self.has_column("dead_letters", "operation")? { "operation, at" } else { "NULL, NULL" };
         let sql = format!(
-            "SELECT topic, partition, offset, reason, detail, force, event_id, operation, at, sent, replayed, {original}
+            "SELECT topic, partition, offset, reason, detail, force, event_id, {named}, sent, replayed, {original}
              FROM dead_letters WHERE {filter} ORDER BY topic, partition, offset"
         );
         let mut run = || -> rusqlite::Result<()> {

@@ -80,15 +80,17 @@ impl SqliteStore {
     /// Brings a store of an earlier version up to this one: dead letters
     /// gain their operation and time (unknown for the old ones), and the
     /// per-force activity is derived once from the reports and history.
-    pub(super) fn migrate(&self) -> Result<(), StoreError> {
-        let has: bool = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM pragma_table_info('dead_letters') WHERE name = 'operation'", [], |r| {
+    pub(super) fn has_column(&self, table: &str, column: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2", [table, column], |r| {
                 r.get::<_, i64>(0)
             })
             .map(|n| n > 0)
-            .map_err(|e| self.err(e))?;
-        if !has {
+            .map_err(|e| self.err(e))
+    }
+
+    pub(super) fn migrate(&self) -> Result<(), StoreError> {
+        if !self.has_column("dead_letters", "operation")? {
             self.conn
                 .execute_batch(
                     "ALTER TABLE dead_letters ADD COLUMN operation TEXT;
@@ -227,6 +229,39 @@ mod tests {
             (Some("OP-TYPO"), Some(1002), None),
             "no payload"
         );
+    }
+
+    /// A store of the previous version: read as it is (`dlq list` right
+    /// after an upgrade), then migrated by the first writer, which derives
+    /// each force's activity from the reports and history.
+    #[test]
+    fn an_older_store_is_read_as_it_is_and_migrated_by_its_first_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE reports (force TEXT NOT NULL, event_id TEXT NOT NULL, revision INTEGER NOT NULL,
+                 operation TEXT NOT NULL, identity TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (force, event_id));
+             CREATE TABLE history (force TEXT NOT NULL, event_id TEXT NOT NULL, revision INTEGER NOT NULL,
+                 operation TEXT NOT NULL, at INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY (force, event_id, revision));
+             CREATE TABLE dead_letters (topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+                 reason TEXT NOT NULL, detail TEXT NOT NULL, force TEXT, event_id TEXT, original BLOB NOT NULL,
+                 sent INTEGER NOT NULL, replayed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (topic, partition, offset));
+             INSERT INTO reports VALUES ('MPS', 'a', 1, 'OP', 'k1', x''), ('MPS', 'b', 2, 'OP', 'k2', x'');
+             INSERT INTO history VALUES ('MPS', 'a', 1, 'OP', 700, x''), ('MPS', 'b', 1, 'OP', 800, x''), ('MPS', 'b', 2, 'OP', 900, x'');
+             INSERT INTO dead_letters VALUES ('t', 0, 5, 'invalid', 'd', 'MPS', 'e5', x'', 1, 0);",
+        )
+        .unwrap();
+        drop(old);
+        let listed = SqliteStore::open_read(&path).unwrap().dead_letters(None).unwrap();
+        assert_eq!((listed.len(), listed[0].operation.as_deref(), listed[0].at), (1, None, None));
+        let s = SqliteStore::open(&path).unwrap();
+        let act = Activity { operation: "OP".into(), force: "MPS".into(), events: 2, last_at: 900 };
+        assert_eq!(s.activity("OP").unwrap(), [act]);
+        assert_eq!(s.dead_letters(None).unwrap()[0].reason, "invalid", "the old dead letter stays");
+        drop(s);
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.activity("OP").unwrap()[0].events, 2, "derived once, not again on every open");
     }
 
     #[test]
