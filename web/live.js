@@ -14,9 +14,10 @@ export function makeLive(ctx) {
   } = ctx;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-  // Polls the operation's status every POLL_MS: a stopped rollup shows
-  // within the API's stale_after_ms plus one poll. On a hub without the
-  // operation's status, falls back to the hub's; without either, says so.
+  // The operation's status every POLL_MS, polled only while the stream does
+  // not bring it: a stopped rollup shows within the API's stale_after_ms
+  // plus one interval. On a hub without the operation's status, falls back
+  // to the hub's; without either, says so.
   function startStatus(gen) {
     const tick = async () => {
       if (gen !== state.gen) return;
