@@ -25,21 +25,8 @@ keep() { [[ -s $d/$1 ]] || pw >"$d/$1"; }
 
 if [[ ! -s $d/broker.p12 ]]; then
     keep store.password
-    pass=$(<"$d/store.password")
-    openssl req -x509 -newkey rsa:2048 -sha256 -days 3650 -nodes -subj "/CN=jointops compose CA" \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=kafka" -keyout "$d/broker.key" -out "$d/broker.csr" 2>/dev/null
-    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
-        "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=DNS:kafka,DNS:localhost,IP:127.0.0.1" >"$d/broker.ext"
-    openssl x509 -req -in "$d/broker.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
-        -days 825 -sha256 -extfile "$d/broker.ext" -out "$d/broker.pem" 2>/dev/null
-    openssl pkcs12 -export -name kafka -in "$d/broker.pem" -inkey "$d/broker.key" -certfile "$d/ca.pem" \
-        -out "$d/broker.p12" -passout "pass:$pass"
-    rm -f "$d/truststore.p12"
-    keytool -importcert -noprompt -alias ca -file "$d/ca.pem" -keystore "$d/truststore.p12" \
-        -storetype PKCS12 -storepass "$pass" >/dev/null
-    rm -f "$d/broker.csr" "$d/broker.ext" "$d/broker.key" "$d/broker.pem" "$d/ca.key"
+    "$repo/deploy/local/broker-cert.sh" "$d" "jointops compose CA" kafka "DNS:kafka,DNS:localhost,IP:127.0.0.1"
+    rm -f "$d/broker.key" "$d/broker.pem" "$d/ca.key"
 fi
 for p in broker admin hub $forces; do keep "$p.password"; done
 pass=$(<"$d/store.password")

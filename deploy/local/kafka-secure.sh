@@ -64,23 +64,11 @@ make_certs() {
     && return 0
   command -v keytool >/dev/null 2>&1 || die "keytool (from the JDK) is missing"
   say "making a local CA and the broker's certificate in $SECRETS"
-  local d=$SECRETS pass
+  local d=$SECRETS
   rm -f "$d"/ca.* "$d"/broker.* "$d"/truststore.p12
   new_password >"$d/store.password"
-  pass=$(<"$d/store.password")
-  openssl req -x509 -newkey rsa:2048 -sha256 -days 3650 -nodes -subj "/CN=jointops local CA" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=broker" -keyout "$d/broker.key" -out "$d/broker.csr" 2>/dev/null
-  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
-    "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=IP:$HOST,DNS:localhost" >"$d/broker.ext"
-  openssl x509 -req -in "$d/broker.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
-    -days 825 -sha256 -extfile "$d/broker.ext" -out "$d/broker.pem" 2>/dev/null
-  openssl pkcs12 -export -name broker -in "$d/broker.pem" -inkey "$d/broker.key" -certfile "$d/ca.pem" \
-    -out "$d/broker.p12" -passout "pass:$pass"
-  keytool -importcert -noprompt -alias ca -file "$d/ca.pem" -keystore "$d/truststore.p12" \
-    -storetype PKCS12 -storepass "$pass" >/dev/null 2>&1 || die "keytool could not make the truststore"
-  rm -f "$d/broker.csr" "$d/broker.ext"
+  "$HERE/broker-cert.sh" "$d" "jointops local CA" broker "IP:$HOST,DNS:localhost" \
+    || die "could not make the broker's certificates in $d"
 }
 
 # First start: the secrets folder, certificates and every principal's
