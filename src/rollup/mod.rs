@@ -103,6 +103,7 @@ struct Rollup<'a> {
     /// Each partition's next offset as committed to the store.
     committed: BTreeMap<i32, i64>,
     ends: heartbeat::Ends,
+    meters: observe::Meters,
 }
 
 impl Rollup<'_> {
@@ -123,7 +124,7 @@ impl Rollup<'_> {
         };
         let checks = Checks { registry: self.registry, operations: &self.operations, keyring: &self.keyring };
         let verdict = record::step(checks, &mut self.engine, &r);
-        observe::verdict(&verdict);
+        self.meters.verdict(&verdict);
         self.stats.count(&verdict);
         if let Verdict::Dead(d) = &verdict {
             debug!(partition = r.partition, offset = r.offset, reason = %d.reason, detail = %d.detail, "Dead-lettering.");
@@ -435,6 +436,7 @@ async fn start<'a>(
         lock,
         committed,
         ends: heartbeat::Ends::watch(settings)?,
+        meters: observe::Meters::new(),
     };
     observe::start(settings, partitions.len(), &r.operations);
     Ok((r, meta, partitions, consumer))

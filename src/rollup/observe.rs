@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, Counter};
 
 use super::record::Verdict;
 use crate::config::HubSettings;
-use crate::domain::{Applied, Operations};
+use crate::domain::{Applied, Operations, Reason};
 use crate::store::{Activity, Heartbeat, SqliteStore, TotalsReader};
 use crate::telemetry::metrics::seconds;
 
@@ -16,16 +16,9 @@ use crate::telemetry::metrics::seconds;
 /// so that a force silent since before a restart still shows as silent.
 pub fn start(settings: &HubSettings, partitions: usize, operations: &Operations) {
     crate::telemetry::metrics::handle();
-    // Every series at zero from the start: `increase()` then sees the first
-    // error or dead letter, and a dashboard shows 0 rather than "no data".
+    // At zero from the start, like the per-record counters ([`Meters`]):
+    // `increase()` then sees the first error.
     counter!("jointops_rollup_store_errors_total").increment(0);
-    counter!("jointops_rollup_records_consumed_total").increment(0);
-    for reason in crate::domain::Reason::ALL {
-        counter!("jointops_rollup_dead_letters_total", "reason" => reason.code()).increment(0);
-    }
-    for result in ["new", "revised", "duplicate", "stale"] {
-        counter!("jointops_rollup_events_total", "result" => result).increment(0);
-    }
     gauge!("jointops_rollup_partitions_owned").set(partitions as f64);
     gauge!("jointops_rollup_topic_partitions").set(partitions as f64);
     let Ok(store) = SqliteStore::open_read(&settings.store.path) else { return };
@@ -34,21 +27,46 @@ pub fn start(settings: &HubSettings, partitions: usize, operations: &Operations)
     }
 }
 
-pub fn verdict(v: &Verdict) {
-    counter!("jointops_rollup_records_consumed_total").increment(1);
-    match v {
-        Verdict::Counted { applied, .. } => {
-            let result = match applied {
-                Applied::New => "new",
-                Applied::Revised => "revised",
-                Applied::Duplicate => "duplicate",
-                Applied::Stale => "stale",
-            };
-            counter!("jointops_rollup_events_total", "result" => result).increment(1);
+const RESULTS: [(Applied, &str); 4] = [
+    (Applied::New, "new"),
+    (Applied::Revised, "revised"),
+    (Applied::Duplicate, "duplicate"),
+    (Applied::Stale, "stale"),
+];
+
+/// The per-record counters, registered once: counting a record is then an
+/// atomic add, not a registry lookup by name and labels. Every series is
+/// there at zero from the start, so `increase()` sees the first dead letter
+/// and a dashboard shows 0 rather than "no data".
+pub struct Meters {
+    consumed: Counter,
+    events: [Counter; RESULTS.len()],
+    dead: [Counter; Reason::ALL.len()],
+}
+
+impl Meters {
+    pub fn new() -> Meters {
+        crate::telemetry::metrics::handle();
+        let consumed = counter!("jointops_rollup_records_consumed_total");
+        let events = RESULTS.map(|(_, result)| counter!("jointops_rollup_events_total", "result" => result));
+        let dead = Reason::ALL.map(|r| counter!("jointops_rollup_dead_letters_total", "reason" => r.code()));
+        for c in events.iter().chain(&dead).chain([&consumed]) {
+            c.increment(0);
         }
-        Verdict::Dead(d) => {
-            counter!("jointops_rollup_dead_letters_total", "reason" => d.reason.code()).increment(1);
-        }
+        Meters { consumed, events, dead }
+    }
+
+    pub fn verdict(&self, v: &Verdict) {
+        self.consumed.increment(1);
+        let counter = match v {
+            Verdict::Counted { applied, .. } => {
+                &self.events[RESULTS.iter().position(|(a, _)| a == applied).expect("every result has a counter")]
+            }
+            Verdict::Dead(d) => {
+                &self.dead[Reason::ALL.iter().position(|r| *r == d.reason).expect("every reason has a counter")]
+            }
+        };
+        counter.increment(1);
     }
 }
 
