@@ -16,6 +16,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::params::now;
 use super::{lock, ApiError, ApiState, Caller};
 use crate::access::{hash_token, Grant};
 use crate::store::{Access, AccessStore, StoreError};
@@ -162,10 +163,6 @@ fn presented(state: &ApiState, headers: &HeaderMap) -> Result<Option<Grant>, Sto
         Some(t) => state.tokens(|r| r.find_token_any(&hash_token(t))),
         None => Ok(None),
     }
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl ApiState {
