@@ -37,7 +37,8 @@ pub fn inert_cell(text: &str) -> String {
     }
 }
 
-fn csv_of<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> anyhow::Result<String> {
+/// CSV of `rows` under `header`, every cell made inert ([`inert_cell`]).
+pub fn csv_of<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(header)?;
     for r in rows {

@@ -18,7 +18,7 @@ use super::params::{Known, Strict};
 use super::routes::allow;
 use super::{exports, ApiError, ApiState, Caller};
 use crate::access::Role;
-use crate::audit::inert_cell;
+use crate::audit::csv_of;
 use crate::domain::{advice_for, fmt_millis};
 use crate::store::{DeadLetter, DeadLetterQuery, TotalsReader};
 
@@ -142,11 +142,9 @@ pub async fn csv(
             format!("more than {CSV_ROWS} dead letters: narrow the filter (operation, force, reason)"),
         ));
     }
-    let mut w = csv::Writer::from_writer(Vec::new());
     let head = ["operation", "force", "event_id", "reason", "detail", "advice", "topic", "partition", "offset", "at"];
-    w.write_record(head).map_err(ApiError::internal)?;
-    for d in &rows {
-        let cells = [
+    let cells = rows.iter().map(|d| {
+        [
             d.operation.clone().unwrap_or_default(),
             d.force.clone().unwrap_or_default(),
             d.event_id.clone().unwrap_or_default(),
@@ -157,11 +155,10 @@ pub async fn csv(
             d.partition.to_string(),
             d.offset.to_string(),
             d.at.map(fmt_millis).unwrap_or_default(),
-        ];
-        // Senders wrote these texts: a formula must stay text in a spreadsheet.
-        w.write_record(cells.iter().map(|c| inert_cell(c))).map_err(ApiError::internal)?;
-    }
-    let body = String::from_utf8(w.into_inner().map_err(ApiError::internal)?).map_err(ApiError::internal)?;
+        ]
+    });
+    // Senders wrote these texts: `csv_of` keeps a formula text in a spreadsheet.
+    let body = csv_of(head, cells).map_err(ApiError::internal)?;
     let name = ["dead-letters", q.operation.unwrap_or("all"), q.force.unwrap_or("all-forces")].join("-");
     Ok(exports::download(body, &name).into_response())
 }
