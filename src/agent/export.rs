@@ -123,7 +123,11 @@ pub fn read_export_with(
     let data = data.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&data);
     match format {
         Format::Json => json_file::read_json(data, &mut sink)?,
-        Format::Csv => csv_file::read_csv(data, settings.csv_delimiter, &mut sink)?,
+        Format::Csv => {
+            // A row is at most a line: one allocation, not a doubling copy of every row read so far.
+            sink.rows.reserve(data.iter().filter(|&&b| b == b'\n').count());
+            csv_file::read_csv(data, settings.csv_delimiter, &mut sink)?
+        }
     }
     Ok(sink.finish())
 }
@@ -332,7 +336,7 @@ fn parse_row(line: u64, mut f: Fields) -> Result<ExportRow, String> {
     outcome.validate().map_err(|e| e.to_string())?;
     if let Some(raw) = f.get("joint_ref") {
         // Caught here, with its line, rather than when pseudonymising; the length stands in for the value.
-        if pseudonym::normalise(kind, raw).is_empty() {
+        if pseudonym::normalises_to_nothing(kind, raw) {
             let length = raw.chars().count();
             return Err(format!("joint_ref: a value of {length} characters has nothing left once normalised"));
         }

@@ -6,6 +6,7 @@ mod deliver;
 pub mod export;
 mod inbox;
 pub mod ledger;
+mod pipeline;
 pub mod plan;
 pub mod pseudonym;
 mod publish;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::export::{ExportRow, RowError};
-use super::ledger::{bucket_of, Entry, Ledger, LedgerError};
+use super::ledger::{Entry, Ledger, LedgerError};
 use super::pseudonym::{suspicious_line, Pseudonymiser};
 use crate::codec::{binary, Registry};
 use crate::config::{AgentOperation, AgentSettings};
@@ -55,34 +55,23 @@ pub struct Plan {
     pub warnings: Vec<Warning>,
 }
 
-/// Part of a plan: whole entries with their messages.
-pub struct Part<'a> {
-    pub entries: Vec<&'a Entry>,
-    pub messages: Vec<&'a (String, Vec<u8>)>,
-}
-
 impl Plan {
-    /// The plan cut into parts of at most `per_part` messages (or one
-    /// entry's), in the order of the ledger's buckets: recorded one part at a
-    /// time, each bucket is then rewritten once, not once per part. The
-    /// order of reports of different records does not matter to the hub.
-    pub fn parts(&self, per_part: usize) -> Vec<Part<'_>> {
-        let mut order: Vec<usize> = (0..self.entries.len()).collect();
-        order.sort_by_cached_key(|&i| bucket_of(&self.entries[i].record_id));
-        let mut parts = vec![Part { entries: Vec::new(), messages: Vec::new() }];
-        for i in order {
-            let from = if i == 0 { 0 } else { self.ends[i - 1] };
-            let mine = &self.messages[from..self.ends[i]];
-            let last = parts.last_mut().expect("a part");
-            if !last.entries.is_empty() && last.messages.len() + mine.len() > per_part {
-                parts.push(Part { entries: Vec::new(), messages: Vec::new() });
-            }
-            let last = parts.last_mut().expect("a part");
-            last.entries.push(&self.entries[i]);
-            last.messages.extend(mine);
-        }
-        parts.retain(|p| !p.entries.is_empty());
-        parts
+    /// Moves what `part` counted, refused and warned of into this plan's
+    /// tally, leaving `part` its entries and messages.
+    pub fn absorb(&mut self, part: &mut Plan) {
+        self.published += std::mem::take(&mut part.published);
+        self.withdrawn += std::mem::take(&mut part.withdrawn);
+        self.unchanged += std::mem::take(&mut part.unchanged);
+        self.rejected.append(&mut part.rejected);
+        self.warnings.append(&mut part.warnings);
+    }
+
+    /// Refusals and warnings in the order of their lines (a file planned in
+    /// parts meets them out of order); those of the whole file first.
+    pub fn in_line_order(mut self) -> Plan {
+        self.rejected.sort_by_key(|r| r.line);
+        self.warnings.sort_by_key(|w| w.line);
+        self
     }
 }
 
@@ -113,106 +102,170 @@ pub fn plan(
     ledger: &Ledger,
     file: &str,
     rows: Vec<ExportRow>,
-    mut rejected: Vec<RowError>,
+    rejected: Vec<RowError>,
     now: Millis,
 ) -> Result<Plan, LedgerError> {
-    let mut plan = Plan::default();
-    // Keyed once per operation, not per row.
-    let keys: HashMap<&str, Result<Pseudonymiser, String>> = (settings.operations.values())
-        .filter_map(|o| Some((o.id.as_str(), Pseudonymiser::new(o.secret.as_ref()?.expose().as_bytes()))))
-        .collect();
+    let facts = LedgerFacts::of(settings, ledger)?;
+    let mut planner = Planner::new(settings, &facts, file, now);
+    let mut plan = Plan { rejected, ..Plan::default() };
     // The ledger read once for the whole file, bucket by bucket.
     let ids: Vec<&str> = rows.iter().map(|r| r.record_id.as_str()).collect();
     let known = ledger.lookup(&ids)?;
-    // One HMAC per distinct reference: partner rows repeat them.
-    let mut pseudonyms: foldhash::HashMap<(&str, Kind, &str), Result<String, String>> = Default::default();
-    // A record may appear twice in one file: identical is harmless, differing
-    // means the export itself is inconsistent, so the later row is refused.
-    let mut seen: foldhash::HashMap<&str, (u64, Earlier<'_>)> = Default::default();
-    seen.reserve(rows.len());
-    let mut looked_at: BTreeSet<&str> = BTreeSet::new();
-    for (row, known) in rows.iter().zip(&known) {
-        let reject = |reason: String| RowError { file: file.to_string(), line: row.line, reason };
-        if !looked_at.contains(row.operation.as_str()) {
-            looked_at.insert(&row.operation);
-            plan.warnings.extend(fresh_ledger(settings, ledger, &row.operation, now)?);
+    planner.plan_rows(&rows.iter().collect::<Vec<_>>(), &known, &mut plan)?;
+    Ok(plan.in_line_order())
+}
+
+/// What a plan needs of the ledger besides its entries, read before
+/// planning starts (so that planning can run beside the ledger's writes).
+pub struct LedgerFacts {
+    pub state_dir: std::path::PathBuf,
+    /// The configured operations the ledger has published for.
+    pub operations: BTreeSet<String>,
+}
+
+impl LedgerFacts {
+    pub fn of(settings: &AgentSettings, ledger: &Ledger) -> Result<Self, LedgerError> {
+        let mut operations = BTreeSet::new();
+        for o in settings.operations.values() {
+            if ledger.knows_operation(&o.id)? {
+                operations.insert(o.id.clone());
+            }
         }
-        let (Some(op), Some(keyed)) = (settings.operation(&row.operation), keys.get(row.operation.as_str())) else {
-            rejected.push(reject(format!(
-                "operation {:?} is not configured for this agent (add it with its secret to the agent config)",
-                row.operation
-            )));
-            continue;
-        };
-        if let Err(reason) = admissible(&settings.force, op, row.occurred_at, now) {
-            rejected.push(reject(reason));
-            continue;
-        }
-        let mut outcome = row.outcome.clone();
-        if let Outcome::Charge { charges } = &mut outcome {
-            // One order for one meaning: a reordered cell is not a revision.
-            charges.sort_by_key(|c| c.offence);
-        }
-        let joint_ref = match &row.joint_ref {
-            None => None,
-            Some(raw) => {
-                let key = (row.operation.as_str(), outcome.kind(), raw.as_str());
-                let keyed = || keyed.as_ref().map_err(Clone::clone).and_then(|k| k.pseudonym(key.1, raw));
-                match pseudonyms.entry(key).or_insert_with(keyed) {
-                    Ok(r) => Some(r.clone()),
-                    Err(e) => {
-                        rejected.push(reject(format!("joint_ref: {e}")));
-                        continue;
+        Ok(LedgerFacts { state_dir: ledger.state_dir().to_path_buf(), operations })
+    }
+}
+
+/// Plans a file's rows in parts, `R` the rows' lifetime. What a file shares
+/// across its parts is kept here: the keys, one HMAC per reference, which
+/// operations were looked at.
+pub struct Planner<'r> {
+    settings: &'r AgentSettings,
+    facts: &'r LedgerFacts,
+    file: &'r str,
+    now: Millis,
+    /// Keyed once per operation, not per row.
+    keys: HashMap<&'r str, Result<Pseudonymiser, String>>,
+    /// One HMAC per distinct reference: partner rows repeat them.
+    pseudonyms: foldhash::HashMap<(&'r str, Kind, &'r str), Result<String, String>>,
+    looked_at: BTreeSet<&'r str>,
+}
+
+impl<'r> Planner<'r> {
+    pub fn new(settings: &'r AgentSettings, facts: &'r LedgerFacts, file: &'r str, now: Millis) -> Self {
+        let keys = (settings.operations.values())
+            .filter_map(|o| Some((o.id.as_str(), Pseudonymiser::new(o.secret.as_ref()?.expose().as_bytes()))))
+            .collect();
+        Planner { settings, facts, file, now, keys, pseudonyms: Default::default(), looked_at: BTreeSet::new() }
+    }
+
+    /// Plans `rows` into `plan`, `known` being what the ledger holds for
+    /// each of them. Every row of one record must be in the same call (a
+    /// part is cut between ledger buckets, which never split a record), so
+    /// that a record repeated in the file is compared with its first row.
+    /// Errs only on a damaged ledger entry.
+    pub fn plan_rows(
+        &mut self,
+        rows: &[&'r ExportRow],
+        known: &[Option<Box<Entry>>],
+        plan: &mut Plan,
+    ) -> Result<(), LedgerError> {
+        let (settings, file, now) = (self.settings, self.file, self.now);
+        // A record may appear twice in one file: identical is harmless, differing
+        // means the export itself is inconsistent, so the later row is refused.
+        let mut seen: foldhash::HashMap<&str, (u64, Earlier<'_>)> = Default::default();
+        seen.reserve(rows.len());
+        let mut last = None;
+        for (&row, known) in rows.iter().zip(known) {
+            let reject = |reason: String| RowError { file: file.to_string(), line: row.line, reason };
+            // Rows of one operation come together: resolved once per run of them, not per row.
+            let resolved = match last {
+                Some((operation, resolved)) if operation == row.operation => resolved,
+                _ => {
+                    if self.looked_at.insert(&row.operation) {
+                        plan.warnings.extend(fresh_ledger(settings, self.facts, &row.operation, now));
+                    }
+                    let resolved = settings.operation(&row.operation).zip(self.keys.get(row.operation.as_str()));
+                    last = Some((row.operation.as_str(), resolved));
+                    resolved
+                }
+            };
+            let Some((op, keyed)) = resolved else {
+                plan.rejected.push(reject(format!(
+                    "operation {:?} is not configured for this agent (add it with its secret to the agent config)",
+                    row.operation
+                )));
+                continue;
+            };
+            if let Err(reason) = admissible(&settings.force, op, row.occurred_at, now) {
+                plan.rejected.push(reject(reason));
+                continue;
+            }
+            let mut outcome = row.outcome.clone();
+            if let Outcome::Charge { charges } = &mut outcome {
+                // One order for one meaning: a reordered cell is not a revision.
+                charges.sort_by_key(|c| c.offence);
+            }
+            let joint_ref = match &row.joint_ref {
+                None => None,
+                Some(raw) => {
+                    let key = (row.operation.as_str(), outcome.kind(), raw.as_str());
+                    let keyed = || keyed.as_ref().map_err(Clone::clone).and_then(|k| k.pseudonym(key.1, raw));
+                    match self.pseudonyms.entry(key).or_insert_with(keyed) {
+                        Ok(r) => Some(r.clone()),
+                        Err(e) => {
+                            plan.rejected.push(reject(format!("joint_ref: {e}")));
+                            continue;
+                        }
                     }
                 }
-            }
-        };
-        let mut event = OutcomeEvent {
-            event_id: row.record_id.clone(),
-            revision: next_revision(None, now),
-            force: settings.force.clone(),
-            operation: row.operation.clone(),
-            occurred_at: row.occurred_at,
-            reported_at: now,
-            withdrawn: row.withdrawn,
-            joint_ref,
-            outcome,
-        };
-        let body = content(&mut event);
-        if let Some((first, earlier)) = seen.get(row.record_id.as_str()) {
-            let earlier = match earlier {
-                Earlier::Known(content) => content,
-                Earlier::Planned(j) => plan.entries[*j].content.as_slice(),
             };
-            if earlier == body {
-                plan.unchanged += 1;
-            } else {
-                rejected.push(reject(format!("record_id {:?} differs from its row at line {first}", row.record_id)));
+            let mut event = OutcomeEvent {
+                event_id: row.record_id.clone(),
+                revision: next_revision(None, now),
+                force: settings.force.clone(),
+                operation: row.operation.clone(),
+                occurred_at: row.occurred_at,
+                reported_at: now,
+                withdrawn: row.withdrawn,
+                joint_ref,
+                outcome,
+            };
+            let body = content(&mut event);
+            if let Some((first, earlier)) = seen.get(row.record_id.as_str()) {
+                let earlier = match earlier {
+                    Earlier::Known(content) => content,
+                    Earlier::Planned(j) => plan.entries[*j].content.as_slice(),
+                };
+                if earlier == body {
+                    plan.unchanged += 1;
+                } else {
+                    plan.rejected
+                        .push(reject(format!("record_id {:?} differs from its row at line {first}", row.record_id)));
+                }
+                continue;
             }
-            continue;
-        }
-        if let (Kind::LineClosure, Some(raw)) = (event.kind(), &row.joint_ref) {
-            plan.warnings.extend(suspicious_line(raw).map(|warning| Warning { line: Some(row.line), warning }));
-        }
-        // `seen` guarantees one plan entry per record, so `known` is current.
-        let planned = Earlier::Planned(plan.entries.len());
-        match known {
-            Some(prev) if prev.content == body => {
-                plan.unchanged += 1;
-                seen.insert(&row.record_id, (row.line, Earlier::Known(&prev.content)));
+            if let (Kind::LineClosure, Some(raw)) = (event.kind(), &row.joint_ref) {
+                plan.warnings.extend(suspicious_line(raw).map(|warning| Warning { line: Some(row.line), warning }));
             }
-            Some(prev) => match revise(&mut plan, prev, event, body, now)? {
-                Ok(()) => _ = seen.insert(&row.record_id, (row.line, planned)),
-                Err(reason) => rejected.push(reject(reason)),
-            },
-            None => {
-                push(&mut plan, &row.record_id, 1, &event, body);
-                seen.insert(&row.record_id, (row.line, planned));
+            // `seen` guarantees one plan entry per record, so `known` is current.
+            let planned = Earlier::Planned(plan.entries.len());
+            match known {
+                Some(prev) if prev.content == body => {
+                    plan.unchanged += 1;
+                    seen.insert(&row.record_id, (row.line, Earlier::Known(&prev.content)));
+                }
+                Some(prev) => match revise(plan, prev, event, body, now)? {
+                    Ok(()) => _ = seen.insert(&row.record_id, (row.line, planned)),
+                    Err(reason) => plan.rejected.push(reject(reason)),
+                },
+                None => {
+                    push(plan, &row.record_id, 1, &event, body);
+                    seen.insert(&row.record_id, (row.line, planned));
+                }
             }
         }
+        Ok(())
     }
-    plan.rejected = rejected;
-    Ok(plan)
 }
 
 /// A record the ledger knows, with other content: the next revision of the
@@ -281,19 +334,14 @@ fn admissible(force: &str, op: &AgentOperation, occurred_at: Millis, now: Millis
 /// a force joining late, or a ledger lost or replaced. The agent cannot tell
 /// which, and the second leaves reports on the hub that this ledger does not
 /// know of, so it is said aloud.
-fn fresh_ledger(
-    settings: &AgentSettings,
-    ledger: &Ledger,
-    operation: &str,
-    now: Millis,
-) -> Result<Option<Warning>, LedgerError> {
-    let Some(starts) = settings.operation(operation).and_then(|o| o.starts) else { return Ok(None) };
-    if starts > now || ledger.knows_operation(operation)? {
-        return Ok(None);
+fn fresh_ledger(settings: &AgentSettings, facts: &LedgerFacts, operation: &str, now: Millis) -> Option<Warning> {
+    let starts = settings.operation(operation).and_then(|o| o.starts)?;
+    if starts > now || facts.operations.contains(operation) {
+        return None;
     }
-    let state_dir = ledger.state_dir().display();
+    let state_dir = facts.state_dir.display();
     warn!(%operation, %state_dir, starts = %fmt_millis(starts), "A ledger new to an operation that has started.");
-    Ok(Some(Warning {
+    Some(Warning {
         line: None,
         warning: format!(
             "operation {operation} started at {}, and the ledger in {state_dir} has published nothing for it: \
@@ -302,7 +350,7 @@ fn fresh_ledger(
              withdrawn: publish the operation's complete export",
             fmt_millis(starts)
         ),
-    }))
+    })
 }
 
 fn push(plan: &mut Plan, record_id: &str, generation: i64, event: &OutcomeEvent, body: Vec<u8>) {
@@ -321,12 +369,12 @@ fn push(plan: &mut Plan, record_id: &str, generation: i64, event: &OutcomeEvent,
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::{AgentKafka, AgentOperation, Secret};
     use crate::domain::ArrestOffence;
 
-    fn settings(dir: &std::path::Path) -> AgentSettings {
+    pub(in crate::agent) fn settings(dir: &std::path::Path) -> AgentSettings {
         AgentSettings {
             force: "MPS".into(),
             state_dir: dir.to_path_buf(),
@@ -347,7 +395,13 @@ mod tests {
         }
     }
 
-    fn row(line: u64, id: &str, joint: Option<&str>, group: ArrestOffence, withdrawn: bool) -> ExportRow {
+    pub(in crate::agent) fn row(
+        line: u64,
+        id: &str,
+        joint: Option<&str>,
+        group: ArrestOffence,
+        withdrawn: bool,
+    ) -> ExportRow {
         ExportRow {
             line,
             record_id: id.into(),
@@ -360,7 +414,7 @@ mod tests {
     }
 
     /// 2023-10-12T00:00:00Z: a publication time within the rows' reach.
-    const T: Millis = 1_697_068_800_000;
+    pub(in crate::agent) const T: Millis = 1_697_068_800_000;
 
     /// The revision of a first publication `k` seconds after `T`.
     fn rev(k: i64) -> i32 {

@@ -28,6 +28,14 @@ pub fn normalise(kind: Kind, raw: &str) -> String {
     }
 }
 
+/// Whether `raw` has nothing left once normalised, without building the normal form.
+pub fn normalises_to_nothing(kind: Kind, raw: &str) -> bool {
+    match kind {
+        Kind::LineClosure => !raw.chars().any(|c| c.is_ascii_digit()),
+        _ => raw.chars().all(char::is_whitespace),
+    }
+}
+
 /// Why a line number's normal form will likely not meet the partner force's
 /// (a UK number is `0` and 9 or 10 more digits; spreadsheets drop the `0`),
 /// without echoing it; `None` when it looks like one. It is still published:
@@ -120,6 +128,16 @@ mod tests {
         assert_eq!(pseudo(Kind::LineClosure, "07700 900123"), "32d2e917ef24b637617d8c38eee36b62");
         // Same tool, b'charge:JA-2023-0141'.
         assert_eq!(pseudo(Kind::Charge, "ja-2023-0141"), "b4a71fe003e8927ab1b872e092ed18ca");
+    }
+
+    #[test]
+    fn nothing_left_once_normalised_is_told_without_normalising() {
+        let raws = ["", "  ", "\t\u{a0}", "-", "()", "44", "+", "０", "x", " JA 1 ", "07700 900123"];
+        for kind in [Kind::LineClosure, Kind::Charge] {
+            for raw in raws {
+                assert_eq!(normalises_to_nothing(kind, raw), normalise(kind, raw).is_empty(), "{kind} {raw:?}");
+            }
+        }
     }
 
     #[test]

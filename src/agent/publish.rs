@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::deliver::DeliveryError;
 use super::export::{read_export, ExportError, RowError};
 use super::ledger::{Ledger, LedgerError, BATCH};
+use super::pipeline::plan_and_send;
 use super::plan::{plan, Plan, Warning};
 use super::secrets::{check_secrets, SecretError};
 use super::send::{drain, sender, Sender};
@@ -205,15 +206,15 @@ async fn accept_file(
     let export = read_export(path, &settings.exports)?;
     let read_ms = started.elapsed().as_millis() as u64;
     let now = chrono::Utc::now().timestamp_millis();
-    let p = plan(settings, ledger, &file, export.rows, export.errors, now)?;
-    let plan_ms = started.elapsed().as_millis() as u64 - read_ms;
-    let drained = if pipelined(settings, producer, ledger, &p).await? {
-        record_and_send(settings, producer, ledger, &file, &p).await?;
-        None
+    let (p, drained) = if pipelined(settings, producer, ledger, export.rows.len()).await? {
+        let p = plan_and_send(settings, producer, ledger, &file, export.rows, now).await?;
+        (Plan { rejected: export.errors.into_iter().chain(p.rejected).collect(), ..p }.in_line_order(), None)
     } else {
-        record(settings, producer, ledger, &file, &p, progress).await?
+        let p = plan(settings, ledger, &file, export.rows, export.errors, now)?;
+        let drained = record(settings, producer, ledger, &file, &p, progress).await?;
+        (p, drained)
     };
-    let record_ms = started.elapsed().as_millis() as u64 - read_ms - plan_ms;
+    let plan_record_ms = started.elapsed().as_millis() as u64 - read_ms;
     for r in &p.rejected {
         warn!(file = %r.file, line = r.line, reason = %r.reason, "Row rejected.");
     }
@@ -221,39 +222,25 @@ async fn accept_file(
         warn!(%file, line = w.line, warning = %w.warning, "Export warning.");
     }
     let s = FileSummary { notes: export.notes, ..FileSummary::of_plan(file, &p) };
-    info!(file = %s.file, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, read_ms, plan_ms, record_ms, "Export planned.");
+    info!(file = %s.file, published = s.published, unchanged = s.unchanged, withdrawn = s.withdrawn, rejected = s.rejected, read_ms, plan_record_ms, "Export planned.");
     Ok((s, drained.unwrap_or(0)))
 }
 
-/// A plan large enough to be worth it goes out while it is being recorded,
-/// when nothing older waits in the outbox (it would go out after it) and
-/// the broker answers (otherwise the usual drain waits for it, and says so).
+/// A file large enough to be worth it goes out while it is being planned
+/// and recorded, when nothing older waits in the outbox (it would go out
+/// after it), the outbox has room for it whatever its rows turn out to be
+/// (at most two messages a row: a withdrawal and a report), and the broker
+/// answers (otherwise the usual drain waits for it, and says so). Any
+/// other file is planned whole and recorded in one transaction, or not at
+/// all.
 async fn pipelined(
     settings: &AgentSettings,
     producer: &Sender,
     ledger: &Ledger,
-    p: &Plan,
+    rows: usize,
 ) -> Result<bool, PublishError> {
-    Ok(p.messages.len() > BATCH && ledger.outbox_len()? == 0 && producer.answers(&settings.kafka.topic).await)
-}
-
-/// Records the plan a batch at a time, each batch sent as soon as it is in
-/// the outbox: Kafka and the broker work while the next batch is recorded.
-/// A crash part-way leaves the batches before it recorded; publishing the
-/// file again finds those rows unchanged and records the rest.
-async fn record_and_send(
-    settings: &AgentSettings,
-    producer: &mut Sender,
-    ledger: &mut Ledger,
-    file: &str,
-    p: &Plan,
-) -> Result<(), PublishError> {
-    ledger.check_room(file, p.messages.len() as u64, settings.spool_limit)?;
-    for part in p.parts(BATCH) {
-        let seqs = ledger.record_part(&part.entries, &part.messages)?;
-        producer.offer(settings, ledger, &seqs, &part.messages).await?;
-    }
-    Ok(())
+    let fits = (rows as u64).saturating_mul(2) <= settings.spool_limit;
+    Ok(rows > BATCH && fits && ledger.outbox_len()? == 0 && producer.answers(&settings.kafka.topic).await)
 }
 
 /// Records the plan in one transaction; when it does not fit, delivers the

@@ -164,11 +164,20 @@ impl Outcome {
 
 /// The identity key (contract §3): the Kafka key, and the key of one
 /// real-world outcome in the counting engine.
+/// Built by hand, not by `format!`: it runs once per event at both ends.
 pub fn identity_key(operation: &str, kind: Kind, force: &str, event_id: &str, joint_ref: Option<&str>) -> String {
-    match joint_ref {
-        Some(r) => format!("{operation}/{kind}/{r}"),
-        None => format!("{operation}/{force}/{event_id}"),
+    let (middle, last) = match joint_ref {
+        Some(r) => (kind.as_str(), r),
+        None => (force, event_id),
+    };
+    let mut key = String::with_capacity(operation.len() + middle.len() + last.len() + 2);
+    for (i, part) in [operation, middle, last].into_iter().enumerate() {
+        if i > 0 {
+            key.push('/');
+        }
+        key.push_str(part);
     }
+    key
 }
 
 impl OutcomeEvent {
