@@ -56,13 +56,13 @@ pub(super) async fn plan_and_send(
     }
 }
 
+/// What the ledger holds for each row, in the order of [`bucket_order`].
+type Known = Vec<Option<Box<Entry>>>;
+
 /// The rows' indices in the order of their ledger buckets (in file order
 /// within a bucket), each with its bucket, and what the ledger holds for
 /// each, read now for the planning thread to compare with.
-fn bucket_order(
-    ledger: &Ledger,
-    rows: &[ExportRow],
-) -> Result<(Vec<(u32, usize)>, Vec<Option<Box<Entry>>>), PublishError> {
+fn bucket_order(ledger: &Ledger, rows: &[ExportRow]) -> Result<(Vec<(u32, usize)>, Known), PublishError> {
     let mut order: Vec<(u32, usize)> = rows.iter().enumerate().map(|(i, r)| (bucket_of(&r.record_id), i)).collect();
     // Unstable is enough: the (bucket, index) pairs are distinct.
     order.sort_unstable();
@@ -141,7 +141,8 @@ mod tests {
             let (mut entries, mut messages, mut count) = (Vec::new(), Vec::new(), 0);
             while let Some(mut part) = planned.blocking_recv() {
                 count += 1;
-                (entries.append(&mut part.entries), messages.append(&mut part.messages));
+                entries.append(&mut part.entries);
+                messages.append(&mut part.messages);
             }
             let tally = planning.join().unwrap().unwrap();
             assert!(count > 2, "planned in {count} parts");
