@@ -12,7 +12,9 @@
 //!   schema resolution for older ones. No Kafka.
 //! - [`agent`]: a force's producer agent: export readers (JSON Lines, JSON
 //!   arrays, CSV), pseudonymiser, the ledger (records in buckets) and fsync'd
-//!   outbox (messages in batches), the check of each operation's secret
+//!   outbox (messages in batches), planning (`agent::plan`; a large file a
+//!   part at a time on its own thread while the parts before it are recorded
+//!   and sent, `agent::pipeline`), the check of each operation's secret
 //!   against the ledger's fingerprint, signing and delivery, and `watch` (the
 //!   agent as a service on an inbox folder).
 //! - [`rollup`]: the hub's consumer loop: the record step (`rollup::record`:
