@@ -45,9 +45,6 @@ pub struct Plan {
     pub entries: Vec<Entry>,
     /// `(key, value)` in publication order.
     pub messages: Vec<(String, Vec<u8>)>,
-    /// Where each entry's messages end in `messages` (a withdrawal of the
-    /// old report comes just before its entry's own).
-    pub ends: Vec<usize>,
     pub published: u64,
     pub withdrawn: u64,
     pub unchanged: u64,
@@ -363,7 +360,6 @@ fn push(plan: &mut Plan, record_id: &str, generation: i64, event: &OutcomeEvent,
         content: body,
     });
     plan.messages.push((event.identity_key(), Registry::builtin().encode(event)));
-    plan.ends.push(plan.messages.len());
     plan.published += 1;
     plan.withdrawn += u64::from(event.withdrawn);
 }
